@@ -1,0 +1,107 @@
+"""The Task interface every task family implements, and the episode record experts produce.
+
+A new family (a Habitat adapter, say) is one new file with a class satisfying `Task`, registered
+in agent/tasks/__init__.py; data collection, demos and evaluation only ever see this interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from agent.demo import Demo
+
+
+@dataclass
+class Episode:
+    """One stored episode: T steps, T + 1 observations (GoalEnv dict observations)."""
+
+    observations: dict[str, np.ndarray]
+    """Keys observation / achieved_goal / desired_goal, each (T + 1, dim) float64."""
+    actions: np.ndarray
+    """(T, act_dim) float32, the actions the env executed (after clipping)."""
+    rewards: np.ndarray
+    """(T,) float64, the env's own reward."""
+    terminations: np.ndarray
+    truncations: np.ndarray
+    goals_reached: int
+    """How many times the expert reached its current goal in this episode."""
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+class EpisodeRecorder:
+    """Preallocated buffers for one episode of a GoalEnv (avoids a million list appends)."""
+
+    def __init__(self, steps: int, first_obs: dict[str, np.ndarray], act_dim: int) -> None:
+        self.observations = {
+            key: np.empty((steps + 1, value.shape[0]), dtype=np.float64)
+            for key, value in first_obs.items()
+        }
+        for key, value in first_obs.items():
+            self.observations[key][0] = value
+        self.actions = np.empty((steps, act_dim), dtype=np.float32)
+        self.rewards = np.empty(steps, dtype=np.float64)
+        self.terminations = np.zeros(steps, dtype=bool)
+        self.goals_reached = 0
+
+    def record(
+        self, t: int, obs: dict[str, np.ndarray], action: np.ndarray, reward: float, term: bool
+    ) -> None:
+        for key, value in obs.items():
+            self.observations[key][t + 1] = value
+        self.actions[t] = action
+        self.rewards[t] = reward
+        self.terminations[t] = term
+
+    def finish(self) -> Episode:
+        truncations = np.zeros_like(self.terminations)
+        truncations[-1] = not self.terminations[-1]
+        return Episode(
+            self.observations,
+            self.actions,
+            self.rewards,
+            self.terminations,
+            truncations,
+            self.goals_reached,
+        )
+
+
+class Task(Protocol):
+    """A task variant: builds its env, generates source data and scripted demos, renders."""
+
+    config: Any
+    pos_dim: int
+    """Dimension of the positions a demo carries (2 for the maze, 3 for Fetch)."""
+
+    @property
+    def dataset_id(self) -> str: ...
+
+    def make_env(self, render_mode: str | None = None) -> gym.Env:
+        """The evaluation env of this variant (fixed start and goal where the config sets them)."""
+        ...
+
+    def reset_options(self) -> dict[str, Any] | None:
+        """Options for env.reset that pin the variant's start and goal (None: the env's own)."""
+        ...
+
+    def source_episodes(self, transitions: int, seed: int) -> Iterator[Episode]:
+        """Scripted-expert episodes, the D4RL way, totalling `transitions` steps."""
+        ...
+
+    def scripted_demo(self, seed: int = 0) -> Demo:
+        """An observation-only demo of this variant's open route, from the scripted expert."""
+        ...
+
+    def positions(self, observations: np.ndarray) -> np.ndarray:
+        """(N, obs_dim) observations -> (N, pos_dim) positions a demo would show."""
+        ...
+
+    def render_frame(self, env: gym.Env) -> np.ndarray:
+        """An RGB frame (H, W, 3) uint8 of the env's current state."""
+        ...

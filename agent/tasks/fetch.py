@@ -1,0 +1,218 @@
+"""FetchReach-v4 with forbidden zones: axis-aligned boxes the gripper must not enter.
+
+The zones are a check on the gripper position (the simulator itself is untouched), reported in
+`info` each step; the source data comes from a noisy P-controller that also makes detours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import gymnasium as gym
+import gymnasium_robotics
+import numpy as np
+
+from agent.config import FetchConfig, Zone
+from agent.demo import Demo
+from agent.tasks.base import Episode, EpisodeRecorder
+
+gym.register_envs(gymnasium_robotics)
+
+SUCCESS_DISTANCE = 0.05
+"""FetchReach's distance_threshold (metres)."""
+WAYPOINT_RADIUS = 0.02
+"""An intermediate waypoint counts as reached within this distance."""
+DETOUR_LIFT = (0.05, 0.15)
+"""Range of extra height (metres) of an 'over' detour above the higher of start and goal."""
+DETOUR_SIDE = (0.05, 0.15)
+"""Range of the sideways offset (metres) of an 'around' detour from the straight line's middle."""
+ZONE_CLEARANCE = 0.05
+"""Height above a zone's top at which the scripted demo passes over it."""
+ACTION_DIM = 4
+
+
+def validate_fetch_config(config: FetchConfig) -> None:
+    """Field checks are in FetchConfig; nothing task-specific beyond them yet."""
+
+
+def in_zones(position: np.ndarray, zones: Sequence[Zone]) -> bool:
+    return any(
+        all(lo <= p <= hi for p, lo, hi in zip(position, zone.low, zone.high)) for zone in zones
+    )
+
+
+class ForbiddenZones(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Pins the goal (when the variant fixes one) and reports zone entries.
+
+    info gains: in_zone (this step), cost (1.0 inside a zone), failed (entered a zone at any
+    point of this episode), episode_cost (steps inside so far).
+    """
+
+    def __init__(
+        self, env: gym.Env, zones: Sequence[Zone | dict[str, Any]], goal: Sequence[float] | None
+    ) -> None:
+        self.zones = [Zone.model_validate(z) for z in zones]
+        # Recorded as plain data so the wrapped env can be re-created from its spec.
+        gym.utils.RecordConstructorArgs.__init__(
+            self,
+            zones=[z.model_dump() for z in self.zones],
+            goal=None if goal is None else list(goal),
+        )
+        gym.Wrapper.__init__(self, env)
+        self.goal = None if goal is None else np.asarray(goal, dtype=np.float64)
+        self._failed, self._cost = False, 0.0
+
+    def _zone_info(self, info: dict[str, Any], grip_pos: np.ndarray) -> dict[str, Any]:
+        inside = in_zones(grip_pos, self.zones)
+        self._failed |= inside
+        self._cost += float(inside)
+        info.update(in_zone=inside, cost=float(inside), failed=self._failed, episode_cost=self._cost)
+        return info
+
+    def reset(self, **kwargs: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        if self.goal is not None:
+            sim = self.env.unwrapped
+            sim.goal = self.goal.copy()
+            obs = sim._get_obs()  # desired_goal is read from sim.goal
+        self._failed, self._cost = False, 0.0
+        return obs, self._zone_info(info, obs["achieved_goal"])
+
+    def step(self, action: np.ndarray) -> tuple[Any, ...]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, self._zone_info(info, obs["achieved_goal"])
+
+
+class ReachExpert:
+    """P-controller through a list of waypoints; the last one is the goal."""
+
+    def __init__(self, gain: float) -> None:
+        self.gain = gain
+        self.waypoints: list[np.ndarray] = []
+
+    def set_waypoints(self, waypoints: list[np.ndarray]) -> None:
+        self.waypoints = [np.asarray(w, dtype=np.float64) for w in waypoints]
+
+    def act(self, grip_pos: np.ndarray) -> np.ndarray:
+        while (
+            len(self.waypoints) > 1
+            and np.linalg.norm(self.waypoints[0] - grip_pos) < WAYPOINT_RADIUS
+        ):
+            self.waypoints.pop(0)
+        action = np.zeros(ACTION_DIM)
+        action[:3] = np.clip(self.gain * (self.waypoints[0] - grip_pos), -1.0, 1.0)
+        return action
+
+
+def detour_waypoints(
+    start: np.ndarray, goal: np.ndarray, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """A random detour from start to goal, over or around a box standing on the straight line."""
+    if rng.uniform() < 0.5:
+        top = max(start[2], goal[2]) + rng.uniform(*DETOUR_LIFT)
+        return [np.r_[start[:2], top], np.r_[goal[:2], top], goal]
+    direction = goal[:2] - start[:2]
+    normal = np.array([-direction[1], direction[0]]) / (np.linalg.norm(direction) + 1e-9)
+    side = rng.choice([-1.0, 1.0]) * rng.uniform(*DETOUR_SIDE)
+    middle = (start + goal) / 2
+    return [np.r_[middle[:2] + side * normal, middle[2]], goal]
+
+
+class FetchTask:
+    """A FetchReach-v4 variant with forbidden zones."""
+
+    pos_dim = 3
+
+    def __init__(self, config: FetchConfig) -> None:
+        self.config = config
+
+    @property
+    def dataset_id(self) -> str:
+        return self.config.dataset.dataset_id or f"mstt/fetch-{self.config.name}-v0"
+
+    def make_env(self, render_mode: str | None = None) -> gym.Env:
+        env = gym.make(
+            self.config.env_id,
+            max_episode_steps=self.config.episode_steps,
+            render_mode=render_mode,
+            width=self.config.render.width,
+            height=self.config.render.height,
+        )
+        return ForbiddenZones(env, self.config.zones, self.config.goal)
+
+    def reset_options(self) -> dict[str, Any] | None:
+        return None  # the start is FetchReach's fixed home pose; the goal is pinned by the wrapper
+
+    def render_frame(self, env: gym.Env) -> np.ndarray:
+        return np.asarray(env.render())
+
+    def positions(self, observations: np.ndarray) -> np.ndarray:
+        return observations[..., :3]
+
+    def source_episodes(self, transitions: int, seed: int) -> Iterator[Episode]:
+        """Episodes to the env's random goals; a share of them detour over or around a box."""
+        data = self.config.dataset
+        rng = np.random.default_rng(seed)
+        env = self.make_env()
+        expert = ReachExpert(data.gain)
+        try:
+            done, episode_index = 0, 0
+            while done < transitions:
+                obs, _ = env.reset(seed=seed + episode_index)
+                episode_index += 1
+                start, goal = obs["achieved_goal"], obs["desired_goal"]
+                detour = rng.uniform() < data.detour_prob
+                expert.set_waypoints(detour_waypoints(start, goal, rng) if detour else [goal])
+                steps = min(self.config.episode_steps, transitions - done)
+                episode = EpisodeRecorder(steps, obs, act_dim=ACTION_DIM)
+                noise = rng.normal(0.0, data.action_noise, size=(steps, ACTION_DIM))
+                reached = False
+                for t in range(steps):
+                    action = np.clip(expert.act(obs["achieved_goal"]) + noise[t], -1.0, 1.0)
+                    obs, reward, terminated, _, info = env.step(action)
+                    episode.record(t, obs, action, reward, terminated)
+                    reached |= bool(info["is_success"])
+                episode.goals_reached = int(reached)
+                done += steps
+                yield episode.finish()
+        finally:
+            env.close()
+
+    def scripted_demo(self, seed: int = 0) -> Demo:
+        """Noise-free expert to the fixed goal, passing over every zone on the straight line."""
+        if self.config.goal is None:
+            raise ValueError(f"variant '{self.config.variant}' has no fixed goal to demo")
+        env = self.make_env()
+        try:
+            obs, _ = env.reset(seed=seed)
+            start, goal = obs["achieved_goal"], obs["desired_goal"]
+            line = start[None] + np.linspace(0, 1, 50)[:, None] * (goal - start)[None]
+            crossed = [z for z in self.config.zones if any(in_zones(p, [z]) for p in line)]
+            expert = ReachExpert(self.config.dataset.gain)
+            if crossed:
+                top = max(z.high[2] for z in crossed) + ZONE_CLEARANCE
+                expert.set_waypoints([np.r_[start[:2], top], np.r_[goal[:2], top], goal])
+            else:
+                expert.set_waypoints([goal])
+            points = [start.tolist()]
+            for _ in range(self.config.episode_steps):
+                obs, _, _, _, info = env.step(expert.act(obs["achieved_goal"]))
+                points.append(obs["achieved_goal"].tolist())
+                if info["failed"]:
+                    raise RuntimeError(f"the scripted demo of '{self.config.variant}' entered a zone")
+                if info["is_success"]:
+                    break
+            else:
+                raise RuntimeError(f"the scripted demo of '{self.config.variant}' missed the goal")
+            dt = float(env.unwrapped.dt)
+        finally:
+            env.close()
+        return Demo(
+            task="fetch",
+            name=self.config.name,
+            variant=self.config.variant,
+            source="scripted",
+            points=points,
+            timestamps=[i * dt for i in range(len(points))],
+        )

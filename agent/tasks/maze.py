@@ -1,0 +1,333 @@
+"""Maze2D on gymnasium-robotics' PointMaze: layouts from YAML art, a D4RL-style scripted expert,
+the top-down camera with its exact calibration, and source data from a never-reset stream.
+
+Structural variants are the same map with some free cells turned into walls ('blocked').
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterator
+from functools import cached_property
+from typing import Any
+
+import gymnasium as gym
+import gymnasium_robotics
+import numpy as np
+from gymnasium_robotics.envs.maze import maps
+
+from agent.config import FREE, GOAL, MAZE_CHARS, START, WALL, MazeConfig
+from agent.demo import Demo
+from agent.tasks.base import Episode, EpisodeRecorder
+from agent.tasks.camera import FreeCamera
+
+gym.register_envs(gymnasium_robotics)
+
+GOAL_RADIUS = 0.45
+"""PointMaze's success radius (distance between achieved and desired goal)."""
+P_GAIN, D_GAIN = 10.0, -1.0
+"""D4RL's waypoint controller: a = clip(P_GAIN * (waypoint - pos) + D_GAIN * vel, -1, 1)."""
+WALL_HEIGHT = 0.4
+"""PointMaze's maze_height (the wall boxes' height in metres at scaling 1)."""
+AGENT_Z = 0.0
+"""Height of the point agent's centre: pixel <-> world conversions for the agent use this plane."""
+CAMERA_MARGIN = 0.5
+"""World units of floor shown around the maze in the top-down frame."""
+ENV_ID = "PointMaze_UMaze-v3"
+"""Any PointMaze id works: the map always comes from the config through maze_map."""
+_BUILTIN_MAPS = {"umaze": maps.U_MAZE, "medium": maps.MEDIUM_MAZE, "large": maps.LARGE_MAZE}
+_NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+Cell = tuple[int, int]
+
+
+def builtin_rows(name: str) -> list[str]:
+    """A gymnasium-robotics standard map as maze art ('#' wall, '.' free)."""
+    return ["".join(WALL if v == 1 else FREE for v in row) for row in _BUILTIN_MAPS[name]]
+
+
+class MazeLayout:
+    """The grid of one variant: walls (blocked cells included), start, goal, shortest paths."""
+
+    def __init__(self, config: MazeConfig) -> None:
+        rows = config.rows if config.rows is not None else builtin_rows(config.builtin or "")
+        widths = {len(r) for r in rows}
+        if len(widths) != 1:
+            raise ValueError(f"field 'rows': rows have different lengths {sorted(widths)}")
+        for r, row in enumerate(rows):
+            bad = set(row) - MAZE_CHARS
+            if bad:
+                raise ValueError(
+                    f"field 'rows[{r}]' = {row!r}: unknown cell value(s) {sorted(bad)}; "
+                    f"use '#' wall, '.' free, 'S' start, 'G' goal"
+                )
+        self.n_rows, self.n_cols = len(rows), widths.pop()
+        self.walls = np.array([[ch == WALL for ch in row] for row in rows], dtype=bool)
+        self.start = self._marker(rows, START, config.start, "start")
+        self.goal = self._marker(rows, GOAL, config.goal, "goal")
+        for i, cell in enumerate(config.blocked):
+            if not self.in_bounds(cell):
+                raise ValueError(f"field 'blocked[{i}]' = {list(cell)} is outside the maze")
+            if cell in (self.start, self.goal):
+                raise ValueError(f"field 'blocked[{i}]' = {list(cell)} blocks the start or goal")
+            self.walls[cell] = True
+        self.blocked = tuple(tuple(c) for c in config.blocked)
+        self._distance_cache: dict[Cell, np.ndarray] = {}
+
+    def _marker(self, rows: list[str], char: str, given: Cell | None, field: str) -> Cell | None:
+        found = [(r, c) for r, row in enumerate(rows) for c, ch in enumerate(row) if ch == char]
+        if len(found) > 1:
+            raise ValueError(f"field 'rows': {len(found)} '{char}' markers, expected at most one")
+        cell = tuple(given) if given is not None else (found[0] if found else None)
+        if cell is None:
+            return None
+        if not self.in_bounds(cell):
+            raise ValueError(f"field '{field}' = {list(cell)} is outside the maze")
+        if self.walls[cell]:
+            raise ValueError(f"field '{field}' = {list(cell)} is inside a wall")
+        return (int(cell[0]), int(cell[1]))
+
+    def in_bounds(self, cell: Cell) -> bool:
+        return 0 <= cell[0] < self.n_rows and 0 <= cell[1] < self.n_cols
+
+    @property
+    def free_cells(self) -> list[Cell]:
+        return [tuple(map(int, rc)) for rc in np.argwhere(~self.walls)]
+
+    def maze_map(self) -> list[list[int]]:
+        """The env's maze_map: 1 wall, 0 free (start and goal are given through reset options)."""
+        return self.walls.astype(int).tolist()
+
+    # Same formulas as gymnasium_robotics' Maze.cell_rowcol_to_xy / cell_xy_to_rowcol at scaling 1
+    # (checked against them in the tests); here they work without building an env.
+    def cell_to_xy(self, cell: Cell) -> np.ndarray:
+        return np.array([cell[1] + 0.5 - self.n_cols / 2, self.n_rows / 2 - cell[0] - 0.5])
+
+    def xy_to_cell(self, xy: np.ndarray) -> Cell:
+        return (math.floor(self.n_rows / 2 - xy[1]), math.floor(xy[0] + self.n_cols / 2))
+
+    def distances_to(self, goal: Cell) -> np.ndarray:
+        """BFS step counts from every cell to `goal` (-1 where unreachable); cached per goal."""
+        if goal not in self._distance_cache:
+            dist = np.full(self.walls.shape, -1, dtype=np.int64)
+            dist[goal] = 0
+            queue = deque([goal])
+            while queue:
+                r, c = queue.popleft()
+                for dr, dc in _NEIGHBOURS:
+                    nxt = (r + dr, c + dc)
+                    if self.in_bounds(nxt) and not self.walls[nxt] and dist[nxt] < 0:
+                        dist[nxt] = dist[r, c] + 1
+                        queue.append(nxt)
+            self._distance_cache[goal] = dist
+        return self._distance_cache[goal]
+
+    def shortest_path(self, start: Cell, goal: Cell) -> list[Cell]:
+        """Cells from start to goal inclusive; raises ValueError when goal is unreachable."""
+        dist = self.distances_to(goal)
+        if dist[start] < 0:
+            raise ValueError(f"no route from cell {list(start)} to cell {list(goal)}")
+        path = [start]
+        while path[-1] != goal:
+            r, c = path[-1]
+            path.append(
+                next(
+                    (r + dr, c + dc)
+                    for dr, dc in _NEIGHBOURS
+                    if self.in_bounds((r + dr, c + dc)) and dist[r + dr, c + dc] == dist[r, c] - 1
+                )
+            )
+        return path
+
+
+def validate_maze_config(config: MazeConfig) -> None:
+    """Refuse a maze no task could run: bad art, markers in walls, no route from start to goal."""
+    layout = MazeLayout(config)
+    if (layout.start is None) != (layout.goal is None):
+        raise ValueError("give both a start and a goal ('S'/'G' or fields start/goal), or neither")
+    if layout.start is not None and layout.goal is not None:
+        if layout.distances_to(layout.goal)[layout.start] < 0:
+            raise ValueError(
+                f"field 'blocked' = {[list(c) for c in layout.blocked]}: no route from start "
+                f"{list(layout.start)} to goal {list(layout.goal)} in this {config.role} maze"
+            )
+
+
+class WaypointExpert:
+    """D4RL's maze2d controller: BFS over cells, then a PD law towards jittered cell centres."""
+
+    def __init__(
+        self, layout: MazeLayout, rng: np.random.Generator, jitter: float, radius: float
+    ) -> None:
+        self.layout, self.rng, self.jitter, self.radius_sq = layout, rng, jitter, radius * radius
+        self._waypoints: list[tuple[float, float]] = []
+        self._index = 0
+
+    def set_goal(self, position: np.ndarray, goal_xy: np.ndarray) -> None:
+        cells = self.layout.shortest_path(
+            self.layout.xy_to_cell(position), self.layout.xy_to_cell(goal_xy)
+        )
+        waypoints = []
+        for cell in cells[1:-1]:
+            centre = self.layout.cell_to_xy(cell) - self.rng.uniform(0.0, self.jitter, size=2)
+            waypoints.append((float(centre[0]), float(centre[1])))
+        waypoints.append((float(goal_xy[0]), float(goal_xy[1])))
+        self._waypoints, self._index = waypoints, 0
+
+    def act(self, x: float, y: float, vx: float, vy: float) -> tuple[float, float]:
+        """PD action towards the current waypoint (plain floats: this runs a million times)."""
+        wx, wy = self._waypoints[self._index]
+        dx, dy = wx - x, wy - y
+        if dx * dx + dy * dy <= self.radius_sq and self._index < len(self._waypoints) - 1:
+            self._index += 1
+            wx, wy = self._waypoints[self._index]
+            dx, dy = wx - x, wy - y
+        ax = min(1.0, max(-1.0, P_GAIN * dx + D_GAIN * vx))
+        ay = min(1.0, max(-1.0, P_GAIN * dy + D_GAIN * vy))
+        return ax, ay
+
+
+class MazeTask:
+    """A maze variant on PointMaze-v3."""
+
+    pos_dim = 2
+
+    def __init__(self, config: MazeConfig) -> None:
+        self.config = config
+        self.layout = MazeLayout(config)
+
+    @property
+    def dataset_id(self) -> str:
+        return self.config.dataset.dataset_id or f"mstt/maze-{self.config.name}-v0"
+
+    def make_env(self, render_mode: str | None = None, continuing_goals: bool = False) -> gym.Env:
+        """PointMaze with this variant's walls.
+
+        The task is continuing (D4RL's maze2d never terminates at the goal; return counts the
+        steps spent there). `continuing_goals` draws a new random goal whenever one is reached,
+        as in data collection.
+        """
+        env = gym.make(
+            ENV_ID,
+            maze_map=self.layout.maze_map(),
+            continuing_task=True,
+            reset_target=continuing_goals,
+            max_episode_steps=self.config.episode_steps,
+            render_mode=render_mode,
+            width=self.config.render.width,
+            height=self.config.render.height,
+        )
+        if render_mode is not None:
+            env.unwrapped.point_env.mujoco_renderer.default_cam_config = (
+                self.camera.as_renderer_config()
+            )
+        return env
+
+    def reset_options(self) -> dict[str, Any] | None:
+        if self.layout.start is None:
+            return None
+        return {"reset_cell": np.array(self.layout.start), "goal_cell": np.array(self.layout.goal)}
+
+    @cached_property
+    def camera(self) -> FreeCamera:
+        """Top-down camera framing the whole maze; image up = world +y, image right = world +x."""
+        fovy = 45.0  # MuJoCo's default vis.global_.fovy, which point.xml keeps
+        half_extent = max(self.layout.n_rows, self.layout.n_cols) / 2 + CAMERA_MARGIN
+        distance = half_extent / math.tan(math.radians(fovy) / 2) + WALL_HEIGHT
+        return FreeCamera(
+            lookat=(0.0, 0.0, 0.0),
+            distance=distance,
+            azimuth=90.0,
+            elevation=-90.0,
+            fovy=fovy,
+            width=self.config.render.width,
+            height=self.config.render.height,
+        )
+
+    def world_to_pixel(self, xy: np.ndarray) -> np.ndarray:
+        """(N, 2) agent positions -> (N, 2) pixel coordinates in the top-down frame."""
+        xy = np.atleast_2d(xy)
+        return self.camera.world_to_pixel(np.column_stack([xy, np.full(len(xy), AGENT_Z)]))
+
+    def pixel_to_world(self, uv: np.ndarray) -> np.ndarray:
+        """(N, 2) pixel coordinates -> (N, 2) agent positions on the agent's plane."""
+        return self.camera.pixel_to_world(uv, plane_z=AGENT_Z)[:, :2]
+
+    def render_frame(self, env: gym.Env) -> np.ndarray:
+        return np.asarray(env.render())
+
+    def positions(self, observations: np.ndarray) -> np.ndarray:
+        return observations[..., :2]
+
+    def source_episodes(self, transitions: int, seed: int) -> Iterator[Episode]:
+        """The D4RL maze2d recipe: one never-reset stream, a new random goal each time one is
+        reached, N(0, sigma^2) noise on every action, cut into fixed-length episodes."""
+        data = self.config.dataset
+        rng = np.random.default_rng(seed)
+        env = self.make_env(continuing_goals=True)
+        try:
+            sim = env.unwrapped  # skip the checker/limit wrappers: collection is a hot loop
+            obs, _ = env.reset(seed=seed)
+            expert = WaypointExpert(self.layout, rng, data.waypoint_jitter, data.waypoint_radius)
+            goal = sim.goal
+            expert.set_goal(obs["achieved_goal"], goal)
+            done = 0
+            while done < transitions:
+                steps = min(data.episode_steps, transitions - done)
+                episode = EpisodeRecorder(steps, obs, act_dim=2)
+                noise = rng.normal(0.0, data.action_noise, size=(steps, 2)).tolist()
+                for t in range(steps):
+                    # Plain floats and an identity check on the goal: numpy scalars and
+                    # array_equal would double the per-step overhead of this loop.
+                    x, y, vx, vy = obs["observation"].tolist()
+                    ax, ay = expert.act(x, y, vx, vy)
+                    nx, ny = noise[t]
+                    action = np.array(
+                        (min(1.0, max(-1.0, ax + nx)), min(1.0, max(-1.0, ay + ny)))
+                    )
+                    obs, reward, terminated, _, _ = sim.step(action)
+                    episode.record(t, obs, action, reward, terminated)
+                    if sim.goal is not goal:
+                        # The env drew a new goal because the old one was reached.
+                        goal = sim.goal
+                        expert.set_goal(obs["achieved_goal"], goal)
+                        episode.goals_reached += 1
+                done += steps
+                yield episode.finish()
+        finally:
+            env.close()
+
+    def scripted_demo(self, seed: int = 0) -> Demo:
+        """Noise-free expert from the fixed start to the fixed goal: the positions it visits."""
+        if self.layout.start is None or self.layout.goal is None:
+            raise ValueError(f"variant '{self.config.variant}' has no fixed start and goal to demo")
+        env = self.make_env()
+        try:
+            obs, _ = env.reset(seed=seed, options=self.reset_options())
+            expert = WaypointExpert(
+                self.layout, np.random.default_rng(seed), 0.0, self.config.dataset.waypoint_radius
+            )
+            expert.set_goal(obs["achieved_goal"], obs["desired_goal"])
+            points = [obs["achieved_goal"].tolist()]
+            for _ in range(self.config.episode_steps):
+                obs, _, _, _, info = env.step(np.array(expert.act(*obs["observation"])))
+                points.append(obs["achieved_goal"].tolist())
+                if info["success"]:
+                    break
+            else:
+                raise RuntimeError(
+                    f"the scripted expert did not reach the goal of '{self.config.variant}' "
+                    f"within {self.config.episode_steps} steps"
+                )
+            dt = float(env.unwrapped.point_env.dt)
+        finally:
+            env.close()
+        return Demo(
+            task="maze",
+            name=self.config.name,
+            variant=self.config.variant,
+            source="scripted",
+            points=points,
+            timestamps=[i * dt for i in range(len(points))],
+        )

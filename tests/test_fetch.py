@@ -1,0 +1,76 @@
+"""FetchReach with forbidden zones: real env, zone entry detected, the demo detours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from agent.config import load_config
+from agent.tasks import make_task
+from agent.tasks.fetch import FetchTask, ReachExpert, in_zones
+
+
+def _task(configs: Path, variant: str) -> FetchTask:
+    task = make_task(load_config(configs / f"fetch/{variant}.yaml"))
+    assert isinstance(task, FetchTask)
+    return task
+
+
+@pytest.mark.parametrize("variant", ["source", "zone"])
+def test_check_env(configs: Path, variant: str) -> None:
+    env = _task(configs, variant).make_env()
+    try:
+        check_env(env, skip_render_check=True)
+    finally:
+        env.close()
+
+
+def test_fixed_goal_is_pinned(configs: Path) -> None:
+    task = _task(configs, "zone")
+    env = task.make_env()
+    try:
+        for seed in range(3):
+            obs, _ = env.reset(seed=seed)
+            np.testing.assert_allclose(obs["desired_goal"], task.config.goal)
+    finally:
+        env.close()
+
+
+def test_straight_motion_enters_the_zone_and_is_reported(configs: Path) -> None:
+    task = _task(configs, "zone")
+    env = task.make_env()
+    expert = ReachExpert(gain=10.0)
+    try:
+        obs, info = env.reset(seed=0)
+        assert not info["in_zone"] and not info["failed"]
+        expert.set_waypoints([obs["desired_goal"]])
+        entered = []
+        for _ in range(task.config.episode_steps):
+            obs, _, _, _, info = env.step(expert.act(obs["achieved_goal"]))
+            assert info["in_zone"] == in_zones(obs["achieved_goal"], task.config.zones)
+            entered.append(info["in_zone"])
+        assert info["failed"] and info["episode_cost"] == sum(entered) > 0
+    finally:
+        env.close()
+
+
+def test_scripted_demo_detours_and_reaches_goal(configs: Path) -> None:
+    task = _task(configs, "zone")
+    demo = task.scripted_demo()
+    points = demo.positions
+    assert not any(in_zones(p, task.config.zones) for p in points)
+    assert np.linalg.norm(points[-1] - np.asarray(task.config.goal)) < 0.05
+    assert points[:, 2].max() > task.config.zones[0].high[2]  # it went over the zone
+
+
+def test_source_data_has_detours(configs: Path) -> None:
+    task = _task(configs, "source")
+    episodes = list(task.source_episodes(1000, seed=0))
+    assert sum(len(e) for e in episodes) == 1000 and len(episodes) == 20
+    lifts = [e.observations["achieved_goal"][:, 2].max() - e.observations["achieved_goal"][0, 2]
+             for e in episodes]  # fmt: skip
+    assert max(lifts) > 0.1  # some episodes go over a box
+    assert sum(e.goals_reached for e in episodes) >= 15

@@ -1,0 +1,143 @@
+"""The maze task: real PointMaze envs per variant, walls that block, the expert, the camera."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from agent.config import load_config
+from agent.tasks import make_task
+from agent.tasks.maze import GOAL_RADIUS, MazeLayout, MazeTask
+
+VARIANTS = ["source", "t1", "t2", "t3", "umaze", "medium", "large"]
+# Cells that only the top, middle and bottom routes of the three-routes maze pass through.
+ROUTE_CELLS = {"top": (1, 5), "middle": (7, 6), "bottom": (9, 5)}
+OPEN_ROUTE = {"t1": "top", "t2": "middle", "t3": "bottom"}
+
+
+def _task(configs: Path, variant: str) -> MazeTask:
+    task = make_task(load_config(configs / f"maze/{variant}.yaml"))
+    assert isinstance(task, MazeTask)
+    return task
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_check_env(configs: Path, variant: str) -> None:
+    env = _task(configs, variant).make_env()
+    try:
+        check_env(env.unwrapped, skip_render_check=True)
+    finally:
+        env.close()
+
+
+def test_layout_conversions_match_gymnasium(configs: Path) -> None:
+    task = _task(configs, "t1")
+    env = task.make_env()
+    try:
+        maze = env.unwrapped.maze
+        for cell in task.layout.free_cells:
+            np.testing.assert_allclose(task.layout.cell_to_xy(cell), maze.cell_rowcol_to_xy(cell))
+            xy = maze.cell_rowcol_to_xy(cell) + 0.3
+            assert task.layout.xy_to_cell(xy) == tuple(maze.cell_xy_to_rowcol(xy))
+        # Blocked cells are real walls in the simulator, not a bookkeeping flag.
+        assert all(maze.maze_map[r][c] == 1 for r, c in task.layout.blocked)
+    finally:
+        env.close()
+
+
+def test_source_has_three_long_routes(configs: Path) -> None:
+    """Each target leaves exactly one route; the expert needs >= 150 steps on each."""
+    routes = set()
+    for variant, route in OPEN_ROUTE.items():
+        task = _task(configs, variant)
+        path = task.layout.shortest_path(task.layout.start, task.layout.goal)
+        assert ROUTE_CELLS[route] in path
+        assert not any(ROUTE_CELLS[r] in path for r in ROUTE_CELLS if r != route)
+        routes.add(tuple(path))
+        demo = task.scripted_demo()
+        assert len(demo.points) >= 150
+        assert np.linalg.norm(demo.positions[-1] - task.layout.cell_to_xy(task.layout.goal)) < 1.0
+    assert len(routes) == 3
+    source = _task(configs, "source").layout
+    assert all(not source.walls[cell] for cell in ROUTE_CELLS.values())
+
+
+@pytest.mark.parametrize("variant", ["t1", "t2", "t3"])
+def test_demo_follows_the_open_route(configs: Path, variant: str) -> None:
+    task = _task(configs, variant)
+    cells = {task.layout.xy_to_cell(p) for p in task.scripted_demo().positions}
+    assert ROUTE_CELLS[OPEN_ROUTE[variant]] in cells
+    assert not cells & set(task.layout.blocked)
+
+
+@pytest.mark.parametrize("variant", ["source", "t1"])
+def test_blocked_corridor_stops_a_point_driven_into_it(configs: Path, variant: str) -> None:
+    """Push east along the middle route's lower corridor (row 7) from cell (7, 5)."""
+    task = _task(configs, variant)
+    env = task.make_env()
+    try:
+        env.reset(seed=0, options={"reset_cell": np.array([7, 5]), "goal_cell": np.array([5, 10])})
+        xs = []
+        for _ in range(150):
+            obs, *_ = env.step(np.array([1.0, 0.0]))
+            xs.append(obs["achieved_goal"][0])
+    finally:
+        env.close()
+    wall_left_edge = task.layout.cell_to_xy((7, 6))[0] - 0.5
+    if variant == "t1":  # (7, 6) is blocked in T1
+        assert max(xs) < wall_left_edge
+    else:
+        assert max(xs) > wall_left_edge + 1.0
+
+
+def test_expert_reaches_goals_with_noise(configs: Path) -> None:
+    task = _task(configs, "source")
+    episodes = list(task.source_episodes(3000, seed=1))
+    assert sum(len(e) for e in episodes) == 3000
+    assert sum(e.goals_reached for e in episodes) >= 5
+    for episode in episodes:
+        rewards = episode.rewards
+        dist = np.linalg.norm(
+            episode.observations["achieved_goal"][1:] - episode.observations["desired_goal"][1:],
+            axis=1,
+        )
+        # The env's own sparse reward: 1 inside the success radius.
+        np.testing.assert_array_equal(rewards, (dist <= GOAL_RADIUS).astype(float))
+
+
+def _green_centroid(frame: np.ndarray) -> np.ndarray:
+    rgb = frame.astype(int)
+    mask = (rgb[..., 1] > rgb[..., 0] + 40) & (rgb[..., 1] > rgb[..., 2] + 40)
+    v, u = np.nonzero(mask)
+    assert len(u) > 20, "agent marker not found in the frame"
+    return np.array([u.mean() + 0.5, v.mean() + 0.5])
+
+
+def test_camera_round_trip(configs: Path) -> None:
+    """The calibration predicts where the simulator draws the agent, within one pixel."""
+    task = _task(configs, "source")
+    env = task.make_env(render_mode="rgb_array")
+    try:
+        for cell in [(1, 1), (5, 5), (9, 10), (3, 3)]:
+            obs, _ = env.reset(
+                seed=0, options={"reset_cell": np.array(cell), "goal_cell": np.array([5, 10])}
+            )
+            xy = obs["achieved_goal"]
+            predicted = task.world_to_pixel(xy)[0]
+            np.testing.assert_allclose(_green_centroid(task.render_frame(env)), predicted, atol=1.0)
+            np.testing.assert_allclose(task.pixel_to_world(predicted[None])[0], xy, atol=1e-9)
+    finally:
+        env.close()
+    # The whole maze is in the frame.
+    corners = [task.layout.cell_to_xy(c) for c in [(0, 0), (10, 11)]]
+    uv = task.world_to_pixel(np.array(corners))
+    assert np.all(uv > 0) and np.all(uv < task.config.render.width)
+
+
+def test_layout_refuses_bad_blocked_cells(configs: Path) -> None:
+    config = load_config(configs / "maze/source.yaml").model_copy(update={"blocked": [(5, 1)]})
+    with pytest.raises(ValueError, match=r"blocked\[0\]"):
+        MazeLayout(config)
