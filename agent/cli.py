@@ -83,11 +83,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_render)
 
+    p = sub.add_parser("bench", help="benchmarks quoted in BENCHMARKS.md")
+    bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    b = bench.add_parser("collect", help="collection rate vs raw env.step, median of runs")
+    b.add_argument("config")
+    b.add_argument("--transitions", type=int, default=100_000)
+    b.add_argument("--repeats", type=int, default=5)
+    b.set_defaults(func=_bench_collect)
+
     p = sub.add_parser("theory", help="the tabular masked-Bellman check (the paper's Figure 3)")
     p.add_argument("--json", type=Path, help="curve as JSON")
     p.add_argument("--png", type=Path, help="plot as PNG")
     p.set_defaults(func=_theory)
     return parser
+
+
+def _bench_collect(args: argparse.Namespace) -> None:
+    from agent.bench import collection_rate
+    from agent.tasks import make_task
+
+    result = collection_rate(make_task(load_config(args.config)), args.transitions, args.repeats)
+    print(f"machine: {result['machine']}")
+    print(f"collect (expert + env): median {result['collect_median']:,.0f} transitions/s")
+    print(f"raw env.step (zeros):   median {result['raw_env_step_median']:,.0f} steps/s")
+    print(f"runs: collect {[round(r) for r in result['collect_runs']]}, raw {[round(r) for r in result['raw_runs']]}")
 
 
 def _theory(args: argparse.Namespace) -> None:
