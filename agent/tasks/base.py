@@ -105,3 +105,15 @@ class Task(Protocol):
     def render_frame(self, env: gym.Env) -> np.ndarray:
         """An RGB frame (H, W, 3) uint8 of the env's current state."""
         ...
+
+    success_key: str
+    """The env's info key that flags success ('success' for PointMaze, 'is_success' for Fetch)."""
+
+    def violation(self, positions: np.ndarray) -> np.ndarray:
+        """(..., P) positions -> (...) bool: touching what this variant forbids (blocked cells, zones)."""
+        ...
+
+    def track(self, obs: np.ndarray, next_state: np.ndarray, plan_action: np.ndarray) -> np.ndarray:
+        """Low-level tracking of a planned sub-trajectory: (E, S) current observations, (E, S) the
+        plan's next state and (E, A) its action -> (E, A) actions to execute."""
+        ...

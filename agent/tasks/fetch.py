@@ -30,6 +30,8 @@ DETOUR_SIDE = (0.05, 0.15)
 ZONE_CLEARANCE = 0.05
 """Height above a zone's top at which the scripted demo passes over it."""
 ACTION_DIM = 4
+TRACK_GAIN = 5.0
+"""P gain of the plan tracker's correction (one action unit moves the gripper ~5 cm)."""
 
 
 def validate_fetch_config(config: FetchConfig) -> None:
@@ -149,6 +151,20 @@ class FetchTask:
 
     def positions(self, observations: np.ndarray) -> np.ndarray:
         return observations[..., :3]
+
+    success_key = "is_success"
+
+    def violation(self, positions: np.ndarray) -> np.ndarray:
+        inside = np.zeros(positions.shape[:-1], dtype=bool)
+        for zone in self.config.zones:
+            inside |= np.all((positions >= zone.low) & (positions <= zone.high), axis=-1)
+        return inside
+
+    def track(self, obs: np.ndarray, next_state: np.ndarray, plan_action: np.ndarray) -> np.ndarray:
+        """The plan's own action plus a P correction towards its next gripper position."""
+        action = plan_action.copy()
+        action[:, :3] += TRACK_GAIN * (next_state[:, :3] - obs[:, :3])
+        return np.clip(action, -1.0, 1.0)
 
     def source_episodes(self, transitions: int, seed: int) -> Iterator[Episode]:
         """Episodes to the env's random goals; a share of them detour over or around a box."""

@@ -32,6 +32,10 @@ WALL_HEIGHT = 0.4
 """PointMaze's maze_height (the wall boxes' height in metres at scaling 1)."""
 AGENT_Z = 0.0
 """Height of the point agent's centre: pixel <-> world conversions for the agent use this plane."""
+AGENT_RADIUS = 0.1
+"""Radius of the point agent's collision sphere (point.xml)."""
+CONTACT_SLACK = 0.05
+"""Extra distance within which the agent counts as touching a blocked cell's wall box."""
 CAMERA_MARGIN = 0.5
 """World units of floor shown around the maze in the top-down frame."""
 ENV_ID = "PointMaze_UMaze-v3"
@@ -259,6 +263,26 @@ class MazeTask:
 
     def positions(self, observations: np.ndarray) -> np.ndarray:
         return observations[..., :2]
+
+    success_key = "success"
+
+    @cached_property
+    def _blocked_xy(self) -> np.ndarray:
+        return np.array([self.layout.cell_to_xy(c) for c in self.layout.blocked]).reshape(-1, 2)
+
+    def violation(self, positions: np.ndarray) -> np.ndarray:
+        """Touching a blocked cell's wall box (Chebyshev distance to its centre)."""
+        if len(self._blocked_xy) == 0:
+            return np.zeros(positions.shape[:-1], dtype=bool)
+        gap = np.abs(positions[..., None, :] - self._blocked_xy).max(axis=-1)
+        return (gap <= 0.5 + AGENT_RADIUS + CONTACT_SLACK).any(axis=-1)
+
+    def track(self, obs: np.ndarray, next_state: np.ndarray, plan_action: np.ndarray) -> np.ndarray:
+        """PD towards the plan's next position with its velocity fed forward. The plain PD law lags
+        the plan by ~0.45 units and, replanning from the lagging state, halves the agent's speed."""
+        pos, vel = obs[:, :2], obs[:, 2:4]
+        action = P_GAIN * (next_state[:, :2] - pos) + (next_state[:, 2:4] - vel)
+        return np.clip(action, -1.0, 1.0)
 
     def source_episodes(self, transitions: int, seed: int) -> Iterator[Episode]:
         """The D4RL maze2d recipe: one never-reset stream, a new random goal each time one is
