@@ -29,6 +29,26 @@ def _collect(args: argparse.Namespace) -> None:
     print(summary)
 
 
+def _train(args: argparse.Namespace) -> None:
+    from agent.experiment import load_experiment
+    from agent.train import train
+
+    train(load_experiment(args.config), args.run, progress=not args.quiet)
+    print(f"trained every stage into {args.run}")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from agent.experiment import load_experiment
+    from agent.transfer import evaluate_transfer
+
+    evaluate_transfer(
+        load_experiment(args.config), args.run, args.episodes, args.json, args.demo, args.methods,
+        progress=not args.quiet,
+    )  # fmt: skip
+    if args.json:
+        print(f"wrote {args.json}")
+
+
 def _demo_make(args: argparse.Namespace) -> None:
     from agent.tasks import make_task
 
@@ -70,6 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed (default: the config's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_collect)
+
+    p = sub.add_parser("train", help="train tokenizer, critic, generator and BC on the source data")
+    p.add_argument("config", help="an experiment config, e.g. configs/maze/mstt.yaml")
+    p.add_argument("--run", required=True, type=Path, help="run folder (resumed if it exists)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="zero-shot transfer to every target variant, all methods")
+    p.add_argument("config", help="the experiment config the run was trained with")
+    p.add_argument("--run", required=True, type=Path)
+    p.add_argument("--episodes", type=int, help="episodes per variant and method")
+    p.add_argument("--json", type=Path, help="metrics JSON to write")
+    p.add_argument("--demo", type=Path, help="demo JSON to use instead of the scripted demos")
+    p.add_argument("--methods", nargs="+", help="subset of methods")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_eval)
 
     p = sub.add_parser("demo-make", help="write the scripted observation-only demo of a variant")
     p.add_argument("config", help="a variant config, e.g. configs/maze/t1.yaml")

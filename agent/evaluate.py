@@ -1,0 +1,249 @@
+"""Zero-shot evaluation in the target worlds: every method runs many episodes at once in a gymnasium
+vector env (one batched planning call per decision), and the metrics land in one JSON.
+
+Methods differ only in the mask and the critic they plan with (plus BC, which does not plan):
+mstt (demo mask), unmasked (all skills), oracle_mask (from the true walls or zones), random_mask
+(random tokens, as many as the demo's), mask_only (demo mask, constant critic).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from agent.io import write_json_atomic
+from agent.tasks import Task
+
+Z_95 = 1.959963984540054
+"""Normal quantile of the two-sided 95% interval."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One episode's result."""
+
+    success: bool
+    """Reached the goal at some step."""
+    episode_return: float
+    """Sum of the env's own (sparse) reward."""
+    failed: bool
+    """Touched what the variant forbids at some step."""
+    cost: float
+    """Steps spent touching it."""
+    steps_to_goal: int | None
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    goal_rate: float
+    goal_ci95: tuple[float, float]
+    return_mean: float
+    failure_rate: float
+    cost_mean: float
+    steps_mean: float | None
+    """Mean steps to the goal over successful episodes (None when none succeeded)."""
+    mask_size: int | None
+    fallback_rate: float | None = None
+    """Share of decisions where no candidate survived the mask."""
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval: sensible at rates near 0 and 1, unlike the normal approximation."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def summarise(outcomes: list[Outcome], mask_size: int | None, fallback_rate: float | None) -> MethodResult:
+    n = len(outcomes)
+    wins = sum(o.success for o in outcomes)
+    steps = [o.steps_to_goal for o in outcomes if o.steps_to_goal is not None]
+    return MethodResult(
+        goal_rate=wins / n,
+        goal_ci95=wilson_interval(wins, n),
+        return_mean=float(np.mean([o.episode_return for o in outcomes])),
+        failure_rate=float(np.mean([o.failed for o in outcomes])),
+        cost_mean=float(np.mean([o.cost for o in outcomes])),
+        steps_mean=float(np.mean(steps)) if steps else None,
+        mask_size=mask_size,
+        fallback_rate=fallback_rate,
+    )
+
+
+class Controller(Protocol):
+    def reset(self, obs: dict[str, np.ndarray]) -> None: ...
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """Dict of (E, ...) observations -> (E, A) actions."""
+        ...
+
+
+class PlanController:
+    """Hierarchical agent: plan a skill for every env in one batched call, track it, decide again
+    every `replan_every` steps."""
+
+    def __init__(
+        self,
+        task: Task,
+        plan: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object],
+        mask: torch.Tensor,
+        replan_every: int,
+        device: torch.device,
+    ) -> None:
+        self.task, self.plan, self.mask = task, plan, mask.to(device)
+        self.replan_every, self.device = replan_every, device
+        self.decisions = self.fallbacks = 0
+        self._trajectory: np.ndarray | None = None
+        self._k = 0
+
+    def reset(self, obs: dict[str, np.ndarray]) -> None:
+        self._trajectory, self._k = None, 0
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        state = obs["observation"]
+        state_dim = state.shape[1]
+        if self._trajectory is None or self._k >= self.replan_every:
+            n = state.shape[0]
+            plan = self.plan(
+                torch.as_tensor(state, dtype=torch.float32, device=self.device),
+                self.mask.expand(n, -1),
+                torch.as_tensor(obs["desired_goal"], dtype=torch.float32, device=self.device),
+            )
+            # One host copy per decision for all envs; nothing per candidate.
+            self._trajectory = plan.trajectory.cpu().numpy()  # type: ignore[attr-defined]
+            self.decisions += n
+            self.fallbacks += int(plan.used_fallback.sum())  # type: ignore[attr-defined]
+            self._k = 0
+        horizon = self._trajectory.shape[1]
+        k = min(self._k, horizon - 2)
+        next_state = self._trajectory[:, k + 1, :state_dim]
+        plan_action = self._trajectory[:, k, state_dim:]
+        self._k += 1
+        return self.task.track(state, next_state, plan_action)
+
+    @property
+    def fallback_rate(self) -> float | None:
+        return self.fallbacks / self.decisions if self.decisions else None
+
+
+class PolicyController:
+    """A flat policy (BC): (observation, goal) -> action."""
+
+    def __init__(self, act: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+        self._act = act
+        self.fallback_rate = None
+
+    def reset(self, obs: dict[str, np.ndarray]) -> None:
+        pass
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        return self._act(obs["observation"], obs["desired_goal"])
+
+
+def make_vector_env(task: Task, n_envs: int) -> gym.vector.SyncVectorEnv:
+    """One vector env per map, reused for every method and episode (each maze env writes an XML)."""
+    return gym.vector.SyncVectorEnv([task.make_env for _ in range(n_envs)])
+
+
+def rollout(
+    task: Task,
+    venv: gym.vector.VectorEnv,
+    controller: Controller,
+    episodes: int,
+    seed: int,
+    progress: bool = False,
+    desc: str = "episodes",
+) -> list[Outcome]:
+    """Run `episodes` episodes, `venv.num_envs` at a time; every episode runs its full length
+    (continuing task), all envs in lockstep."""
+    n_envs = venv.num_envs
+    steps = task.config.episode_steps
+    outcomes: list[Outcome] = []
+    bar = tqdm(total=episodes, desc=desc, disable=not progress, leave=False)
+    batch = 0
+    while len(outcomes) < episodes:
+        obs, _ = venv.reset(seed=seed + batch * n_envs, options=task.reset_options())
+        batch += 1
+        controller.reset(obs)
+        success = np.zeros(n_envs, dtype=bool)
+        first = np.full(n_envs, -1)
+        returns = np.zeros(n_envs)
+        failed = np.zeros(n_envs, dtype=bool)
+        cost = np.zeros(n_envs)
+        for t in range(steps):
+            obs, reward, _, _, info = venv.step(controller.act(obs))
+            returns += reward
+            hit = np.asarray(info[task.success_key], dtype=bool)
+            first[hit & ~success] = t + 1
+            success |= hit
+            bad = task.violation(obs["achieved_goal"])
+            failed |= bad
+            cost += bad
+        for e in range(min(n_envs, episodes - len(outcomes))):
+            outcomes.append(
+                Outcome(
+                    success=bool(success[e]),
+                    episode_return=float(returns[e]),
+                    failed=bool(failed[e]),
+                    cost=float(cost[e]),
+                    steps_to_goal=int(first[e]) if success[e] else None,
+                )
+            )
+        bar.update(min(n_envs, episodes - bar.n))
+    bar.close()
+    return outcomes
+
+
+def result_dict(result: MethodResult) -> dict:
+    data = asdict(result)
+    data["goal_ci95"] = list(result.goal_ci95)
+    return data
+
+
+class ConstantCritic:
+    """A critic that values every skill alike: with it the planner keeps any feasible candidate,
+    so mask_only shows what the mask achieves without the learned values."""
+
+    def __init__(self, num_skills: int) -> None:
+        self.num_skills = num_skills
+
+    def q_values(self, s: torch.Tensor, m: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.zeros(s.shape[0], self.num_skills, device=s.device)
+
+
+def oracle_mask(
+    target: Task, positions: list[np.ndarray], tokens: list[np.ndarray], horizon: int,
+    num_skills: int, tolerance: float,
+) -> torch.Tensor:  # fmt: skip
+    """Tokens whose source-data windows (almost) never touch what the target world forbids:
+    the mask a perfect demo would give. (L,) bool."""
+    from skills.windows import position_windows
+
+    seen = np.zeros(num_skills)
+    bad = np.zeros(num_skills)
+    for pos, tok in zip(positions, tokens):
+        windows = position_windows(pos, horizon, 1)[: len(tok)]
+        violating = target.violation(windows).any(axis=1)
+        np.add.at(seen, tok, 1)
+        np.add.at(bad, tok, violating)
+    feasible = (seen > 0) & (bad <= tolerance * np.maximum(seen, 1))
+    return torch.as_tensor(feasible)
+
+
+def random_mask(size: int, num_skills: int, seed: int) -> torch.Tensor:
+    """`size` tokens drawn uniformly without replacement: a sanity floor for the demo mask."""
+    mask = torch.zeros(num_skills, dtype=torch.bool)
+    chosen = np.random.default_rng(seed).choice(num_skills, size=min(size, num_skills), replace=False)
+    mask[torch.as_tensor(chosen)] = True
+    return mask

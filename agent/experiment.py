@@ -1,0 +1,146 @@
+"""An experiment config: the source world to train in, the target worlds to transfer to, their
+demos, and every hyper-parameter of every component (typed, validated when the YAML is loaded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agent.config import ConfigError, TaskConfig, _format_validation_error, _read_yaml, load_config
+from skills.bc import BCConfig
+from skills.critic import CriticConfig
+from skills.generator import GeneratorConfig
+from skills.masks import MaskInferenceConfig
+from skills.planner import PlannerConfig
+from skills.tokenizer import TokenizerConfig
+
+Method = Literal["mstt", "unmasked", "oracle_mask", "random_mask", "mask_only", "bc"]
+ALL_METHODS: tuple[Method, ...] = (
+    "mstt", "unmasked", "oracle_mask", "random_mask", "mask_only", "bc",
+)  # fmt: skip
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class DataSettings(_Strict):
+    root: str = "data"
+    """Minari datasets folder (relative to the working directory)."""
+    transitions: int | None = Field(default=None, gt=0)
+    """Dataset size; None takes the source config's."""
+    collect_if_missing: bool = True
+    """Collect the source dataset first when it is not under root."""
+
+
+class TrainSettings(_Strict):
+    device: str = "auto"
+    """Device for every component ('auto': accelerate's choice, 'cpu', 'cuda', ...)."""
+    checkpoint_every: int = Field(default=1000, gt=0)
+    """Steps between resumable checkpoints inside each component's training."""
+    windows_stride: int = Field(default=1, gt=0)
+    """Stride of the H-step data windows every component trains on."""
+
+
+class EvalSettings(_Strict):
+    episodes: int = Field(default=100, gt=0)
+    """Episodes per variant and method."""
+    n_envs: int = Field(default=20, gt=0)
+    """Environments stepped together (one batched planning call per decision)."""
+    replan_every: int | None = Field(default=None, gt=0)
+    """Steps between decisions; None decides every H steps."""
+    methods: list[Method] = list(ALL_METHODS)
+    oracle_tolerance: float = Field(default=0.02, ge=0, lt=1)
+    """oracle_mask drops a token when more than this share of its data windows violate the target."""
+    seed: int = 0
+
+
+class ExperimentConfig(_Strict):
+    experiment: Literal["mstt"]
+    source: str
+    """Source variant config (relative to this file)."""
+    targets: list[str]
+    """Target variant configs (relative to this file)."""
+    demos: dict[str, str] = {}
+    """variant -> demo JSON (relative to this file); default: the variant's scripted demo."""
+    seed: int = 0
+    data: DataSettings = DataSettings()
+    train: TrainSettings = TrainSettings()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    mask: MaskInferenceConfig = MaskInferenceConfig()
+    critic: CriticConfig = CriticConfig()
+    generator: GeneratorConfig = GeneratorConfig()
+    planner: PlannerConfig = PlannerConfig()
+    bc: BCConfig = BCConfig()
+    eval: EvalSettings = EvalSettings()
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentConfig:
+        if self.generator.horizon != self.tokenizer.horizon:
+            raise ValueError(
+                f"generator.horizon={self.generator.horizon} must equal tokenizer.horizon="
+                f"{self.tokenizer.horizon}: candidates are encoded into skill tokens"
+            )
+        if not self.targets:
+            raise ValueError("targets: give at least one target variant config")
+        return self
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A loaded experiment: its config, file, and the resolved variant configs."""
+
+    config: ExperimentConfig
+    path: Path
+    source: TaskConfig
+    targets: dict[str, TaskConfig]
+    demo_files: dict[str, Path]
+
+    def fingerprint(self) -> str:
+        """Hash of everything that shapes training; a run folder refuses a different one."""
+        relevant = {
+            "source": self.source.model_dump(),
+            "data": self.config.data.model_dump(),
+            "seed": self.config.seed,
+            **{k: _plain(getattr(self.config, k)) for k in ("tokenizer", "critic", "generator", "bc")},
+        }
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    return asdict(value) if is_dataclass(value) else value
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Load and validate an experiment YAML and every variant config it names."""
+    path = Path(path).resolve()
+    data = _read_yaml(path)
+    if data.get("experiment") != "mstt":
+        raise ConfigError(
+            f"{path}: field 'experiment' = {data.get('experiment')!r}: not an experiment config "
+            "(expected 'experiment: mstt'; variant configs go to collect/demo-make/render)"
+        )
+    try:
+        config = ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(path, err)) from None
+    source = load_config(path.parent / config.source)
+    if source.role != "source":
+        raise ConfigError(f"{path}: field 'source' = {config.source!r} is a {source.role} variant")
+    targets: dict[str, TaskConfig] = {}
+    for name in config.targets:
+        target = load_config(path.parent / name)
+        if target.task != source.task:
+            raise ConfigError(f"{path}: target {name!r} is a {target.task} task, source is {source.task}")
+        targets[target.variant] = target
+    unknown = set(config.demos) - set(targets)
+    if unknown:
+        raise ConfigError(f"{path}: field 'demos' names variants {sorted(unknown)} not in targets")
+    demo_files = {variant: (path.parent / file).resolve() for variant, file in config.demos.items()}
+    return Experiment(config, path, source, targets, demo_files)

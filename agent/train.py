@@ -1,0 +1,212 @@
+"""`mstt train`: everything learned offline from the SOURCE dataset only, stage by stage —
+tokenizer, then critic and generator on its tokens, then the BC baseline — into one run folder.
+
+A finished stage leaves a checkpoint that later runs reuse; a stage killed midway resumes from
+its last periodic training checkpoint. The run folder records the experiment's fingerprint and
+refuses to mix stages trained under another config.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.data import EpisodeArrays, collect, load_episodes
+from agent.io import write_json_atomic
+from agent.experiment import Experiment
+from agent.tasks import Task, make_task
+from skills.bc import BCPolicy, train_bc
+from skills.critic import MaskedCritic, build_skill_transitions, train_critic
+from skills.generator import TrajectoryGenerator, generator_windows, train_generator
+from skills.masks import token_sequence
+from skills.tokenizer import SkillTokenizer, train_tokenizer
+from skills.training import LoopSettings
+from skills.windows import position_windows
+
+RUN_FILE = "run.json"
+DATA_FILE = "data.json"
+STAGES = ("tokenizer", "critic", "generator", "bc")
+
+
+class RunMismatchError(ValueError):
+    """The run folder was trained under a different experiment config."""
+
+
+@dataclass(frozen=True)
+class DataStats:
+    """What evaluation needs to know about the training data (saved in the run folder)."""
+
+    dataset_id: str
+    transitions: int
+    episodes: int
+    step_length: float
+    """Median per-step displacement of the positions: a demo is resampled to this spacing."""
+    dt: float
+    """Control period of the env (seconds per step)."""
+
+
+@dataclass(frozen=True)
+class Models:
+    tokenizer: SkillTokenizer
+    critic: MaskedCritic
+    generator: TrajectoryGenerator
+    bc: BCPolicy
+    stats: DataStats
+
+
+def source_data(experiment: Experiment, progress: bool = True) -> tuple[Task, list[EpisodeArrays]]:
+    """The source dataset, collected first if it is missing and the config allows it."""
+    task = make_task(experiment.source)
+    settings = experiment.config.data
+    try:
+        return task, load_episodes(task.dataset_id, settings.root)
+    except FileNotFoundError:
+        if not settings.collect_if_missing:
+            raise
+    print(f"dataset {task.dataset_id} not under {settings.root}: collecting it first")
+    print(collect(task, settings.transitions, settings.root, progress=progress))
+    return task, load_episodes(task.dataset_id, settings.root)
+
+
+def _check_run_folder(run: Path, experiment: Experiment) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    record = run / RUN_FILE
+    fingerprint = experiment.fingerprint()
+    if record.exists():
+        saved = json.loads(record.read_text())
+        if saved.get("fingerprint") != fingerprint:
+            raise RunMismatchError(
+                f"{run} was trained with config {saved.get('config')} (fingerprint "
+                f"{saved.get('fingerprint')}); {experiment.path} differs in its training settings "
+                f"(fingerprint {fingerprint}). Use a new --run folder."
+            )
+        return
+    write_json_atomic({"fingerprint": fingerprint, "config": str(experiment.path)}, record)
+
+
+def train(experiment: Experiment, run: Path, progress: bool = True) -> Models:
+    """Train (or resume) every stage; return the trained models."""
+    _check_run_folder(run, experiment)
+    config = experiment.config
+    task, episodes = source_data(experiment, progress)
+    positions = [task.positions(e.observations) for e in episodes]
+    steps = np.concatenate([np.linalg.norm(np.diff(p, axis=0), axis=1) for p in positions])
+    env = task.make_env()
+    dt = float(getattr(env.unwrapped, "dt", None) or env.unwrapped.point_env.dt)
+    env.close()
+    stats = DataStats(
+        dataset_id=task.dataset_id,
+        transitions=int(sum(len(e.actions) for e in episodes)),
+        episodes=len(episodes),
+        step_length=float(np.median(steps)),
+        dt=dt,
+    )
+    write_json_atomic(asdict(stats), run / DATA_FILE)
+    stride = config.train.windows_stride
+    horizon = config.tokenizer.horizon
+
+    def loop(stage: str) -> LoopSettings:
+        return LoopSettings(run / ".training" / stage, config.train.checkpoint_every, progress)
+
+    def stage_done(stage: str) -> bool:
+        return (run / stage / "config.json").exists()
+
+    def report(stage: str, data: dict[str, Any], started: float) -> None:
+        data = {**data, "seconds": time.perf_counter() - started}
+        write_json_atomic(data, run / "reports" / f"{stage}.json")
+        if progress:
+            print(f"{stage}: " + ", ".join(f"{k}={_short(v)}" for k, v in data.items()))
+
+    # 1. Skill tokenizer on position windows.
+    if stage_done("tokenizer"):
+        tokenizer = SkillTokenizer.from_pretrained(run / "tokenizer")
+    else:
+        started = time.perf_counter()
+        windows = np.concatenate([position_windows(p, horizon, stride) for p in positions])
+        tokenizer, tok_report = train_tokenizer(windows, _with_device(config.tokenizer, config), progress)
+        tokenizer.save_pretrained(run / "tokenizer")
+        report("tokenizer", asdict(tok_report), started)
+    tokens = [token_sequence(p, tokenizer, stride) for p in positions]
+
+    # 2. Masked-Bellman critic on skill transitions (hindsight goals drawn inside).
+    if stage_done("critic"):
+        critic = MaskedCritic.from_pretrained(run / "critic")
+    else:
+        started = time.perf_counter()
+        transitions = build_skill_transitions(
+            [{"observations": e.observations, "positions": p} for e, p in zip(episodes, positions)],
+            tokens,
+            horizon,
+            stride,
+            tokenizer.codebook_size,
+        )
+        critic, critic_report = train_critic(transitions, _with_device(config.critic, config), progress=progress)
+        critic.save_pretrained(run / "critic")
+        report("critic", asdict(critic_report), started)
+
+    # 3. Diffusion generator of H-step observation-action sub-trajectories.
+    if stage_done("generator"):
+        generator = TrajectoryGenerator.from_pretrained(run / "generator")
+    else:
+        started = time.perf_counter()
+        gen_episodes = [{"observations": e.observations, "actions": e.actions} for e in episodes]
+        windows, starts = generator_windows(gen_episodes, horizon, stride)
+        goals = None
+        if config.generator.goal_conditioned:
+            goals = np.concatenate(
+                [e.desired_goal[: len(e.actions) - horizon + 1 : stride] for e in episodes]
+            )
+        generator, gen_report = train_generator(
+            windows, starts, _with_device(config.generator, config), goals=goals, progress=progress
+        )
+        generator.save_pretrained(run / "generator")
+        report("generator", asdict(gen_report), started)
+
+    # 4. Behaviour cloning baseline.
+    if stage_done("bc"):
+        bc = BCPolicy.from_pretrained(run / "bc")
+    else:
+        started = time.perf_counter()
+        bc = train_bc(
+            np.concatenate([e.observations[:-1] for e in episodes]),
+            np.concatenate([e.desired_goal[:-1] for e in episodes]),
+            np.concatenate([e.actions for e in episodes]),
+            _with_device(config.bc, config),
+            loop("bc"),
+        )
+        bc.save_pretrained(run / "bc")
+        report("bc", {"steps": config.bc.steps}, started)
+    return Models(tokenizer, critic, generator, bc, stats)
+
+
+def load_models(run: Path) -> Models:
+    """The trained models of a finished run folder."""
+    missing = [stage for stage in STAGES if not (run / stage / "config.json").exists()]
+    if missing:
+        raise FileNotFoundError(f"{run}: stages {missing} are not trained; run `mstt train` first")
+    stats = DataStats(**json.loads((run / DATA_FILE).read_text()))
+    return Models(
+        SkillTokenizer.from_pretrained(run / "tokenizer"),
+        MaskedCritic.from_pretrained(run / "critic"),
+        TrajectoryGenerator.from_pretrained(run / "generator"),
+        BCPolicy.from_pretrained(run / "bc"),
+        stats,
+    )
+
+
+def _with_device(component: Any, config: Any) -> Any:
+    """The component config with the experiment's device unless the component names its own."""
+    if getattr(component, "device", "auto") != "auto":
+        return component
+    from dataclasses import replace
+
+    return replace(component, device=config.train.device)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

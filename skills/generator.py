@@ -1,0 +1,536 @@
+"""Diffusion generator D(tau | s, g) over H-step observation-action sub-trajectories: the planner's proposal.
+Noise schedules and DDPM/DDIM steps are diffusers' schedulers used standalone; the denoiser is a small 1-D U-Net.
+
+A sub-trajectory tau (H, S + A) is observations t .. t + H - 1 next to actions t .. t + H - 1, i.e. the window the
+tokenizer reads (its positions) plus the actions that drive it. The model predicts the noise (epsilon) of tau
+normalised to [-1, 1] per dimension (min-max, stored as buffers), conditioned on the normalised start state s
+and, in goal-conditioned mode, the goal g. Training uses DDPMScheduler.add_noise; sampling uses DDIMScheduler
+with ``inference_steps`` (default 10) or, for the benchmark, DDPMScheduler with all ``train_timesteps``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers.models.embeddings import Timesteps
+from diffusers.optimization import get_scheduler
+from einops import rearrange, repeat
+from torch import nn
+from tqdm.auto import tqdm
+
+from skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
+
+CHECKPOINT_KIND = "trajectory_generator"
+MAX_DEFAULT_INFERENCE_STEPS = 10
+"""The planner samples E * N candidates per decision, so the default DDIM budget stays at <= 10 steps."""
+RANGE_FLOOR = 1e-6
+"""Smallest (max - min) or std used to normalise a dimension, so constant dimensions do not divide by zero."""
+STD_FLOOR = 1e-6
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+LR_SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")
+CLIP_RANGE = 1.0
+"""Normalised trajectories live in [-1, 1]; the schedulers clip their x0 estimate to it."""
+DDIM_TIMESTEP_SPACING = "trailing"
+"""Few-step DDIM must start at the last training timestep (pure noise); 'leading' would start at t = 90 of 100."""
+
+Tensor = torch.Tensor
+
+
+def _resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; anything else is passed to torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _std(x: Tensor) -> Tensor:
+    """(N, D) -> (D,) std floored at STD_FLOOR; ones for a single row, whose std is undefined."""
+    return x.std(0).clamp_min(STD_FLOOR) if x.shape[0] > 1 else torch.ones_like(x[0])
+
+
+def _check(condition: bool, name: str, value: Any, requirement: str) -> None:
+    if not condition:
+        raise ValueError(f"GeneratorConfig.{name} {requirement}, got {value!r}")
+
+
+@dataclass
+class GeneratorConfig:
+    """Every hyper-parameter of the sub-trajectory diffusion generator."""
+
+    horizon: int = 16
+    """H, steps per sub-trajectory; must equal the tokenizer's horizon."""
+    hidden: int = 64
+    """Channels of the U-Net's first level; level i has hidden * 2**i."""
+    depth: int = 2
+    """Number of down/up-sampling levels of the U-Net (>= 0); H is padded internally to a multiple of 2**depth."""
+    kernel_size: int = 5
+    """Temporal convolution kernel (odd, >= 1)."""
+    norm_groups: int = 8
+    """GroupNorm groups; must divide ``hidden``."""
+    cond_dim: int = 128
+    """Width of the conditioning vector (timestep embedding + start state [+ goal]) fed to every block by FiLM."""
+    timestep_embed_dim: int = 64
+    """Size of the sinusoidal timestep embedding (even)."""
+    train_timesteps: int = 100
+    """Diffusion timesteps of training (DDPM) and of the full-step ``sample_ddpm``."""
+    inference_steps: int = MAX_DEFAULT_INFERENCE_STEPS
+    """DDIM steps of ``sample`` (1 .. train_timesteps)."""
+    beta_schedule: str = "squaredcos_cap_v2"
+    """diffusers beta schedule: 'linear', 'scaled_linear' or 'squaredcos_cap_v2'."""
+    lr: float = 3e-4
+    """AdamW learning rate."""
+    weight_decay: float = 1e-6
+    """AdamW weight decay."""
+    lr_schedule: str = "cosine"
+    """diffusers.optimization schedule name: 'constant', 'constant_with_warmup', 'linear' or 'cosine'."""
+    warmup_steps: int = 500
+    """Linear warm-up steps of the LR schedule (<= steps)."""
+    grad_clip_norm: float = 1.0
+    """Max global gradient norm (> 0)."""
+    batch_size: int = 256
+    """Sub-trajectories per step."""
+    steps: int = 20_000
+    """Training steps."""
+    goal_conditioned: bool = False
+    """Condition on a goal g as well as the start state (train_generator then needs goals)."""
+    pin_start: bool = True
+    """Overwrite the first observation of every sample with s: the window starts at s by construction, so
+    sampling noise there would only blur the position the tokenizer reads first."""
+    log_every: int = 100
+    """Steps between reads of the loss (each read syncs with the device)."""
+    seed: int = 0
+    """Seeds initialisation and training batches."""
+    device: str = "auto"
+    """'auto' (cuda when available, else cpu), 'cpu', 'cuda' or 'cuda:N'."""
+
+    def __post_init__(self) -> None:
+        _check(self.horizon >= 1, "horizon", self.horizon, "must be >= 1")
+        _check(self.hidden >= 1, "hidden", self.hidden, "must be >= 1")
+        _check(self.depth >= 0, "depth", self.depth, "must be >= 0")
+        _check(self.kernel_size % 2 == 1, "kernel_size", self.kernel_size, "must be odd (and >= 1)")
+        _check(
+            self.norm_groups >= 1 and self.hidden % self.norm_groups == 0,
+            "norm_groups",
+            self.norm_groups,
+            f"must be >= 1 and divide hidden ({self.hidden})",
+        )
+        _check(self.cond_dim >= 1, "cond_dim", self.cond_dim, "must be >= 1")
+        _check(
+            self.timestep_embed_dim >= 2 and self.timestep_embed_dim % 2 == 0,
+            "timestep_embed_dim",
+            self.timestep_embed_dim,
+            "must be even and >= 2",
+        )
+        _check(self.train_timesteps >= 1, "train_timesteps", self.train_timesteps, "must be >= 1")
+        _check(
+            1 <= self.inference_steps <= self.train_timesteps,
+            "inference_steps",
+            self.inference_steps,
+            f"must be in [1, train_timesteps={self.train_timesteps}]",
+        )
+        _check(self.beta_schedule in BETA_SCHEDULES, "beta_schedule", self.beta_schedule, f"not in {BETA_SCHEDULES}")
+        _check(self.lr > 0, "lr", self.lr, "must be > 0")
+        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
+        _check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", self.lr_schedule, f"must be one of {LR_SCHEDULES}")
+        _check(
+            0 <= self.warmup_steps <= max(self.steps, 0),
+            "warmup_steps",
+            self.warmup_steps,
+            f"must be in [0, steps={self.steps}]",
+        )
+        _check(self.grad_clip_norm > 0, "grad_clip_norm", self.grad_clip_norm, "must be > 0")
+        _check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        _check(self.steps >= 0, "steps", self.steps, "must be >= 0")
+        _check(self.log_every >= 1, "log_every", self.log_every, "must be >= 1")
+        try:
+            _resolve_device(self.device)
+        except RuntimeError as error:
+            raise ValueError(
+                f"GeneratorConfig.device must name a torch device or 'auto', got {self.device!r}"
+            ) from error
+
+    def scheduler_kwargs(self) -> dict[str, Any]:
+        """The arguments DDPMScheduler and DDIMScheduler share, so both use the same noise schedule."""
+        return {
+            "num_train_timesteps": self.train_timesteps,
+            "beta_schedule": self.beta_schedule,
+            "clip_sample": True,
+            "clip_sample_range": CLIP_RANGE,
+            "prediction_type": "epsilon",
+        }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Denoiser
+
+
+class _ConvBlock(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, kernel: int, groups: int) -> None:
+        super().__init__(nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2), nn.GroupNorm(groups, c_out), nn.Mish())
+
+
+class _ResBlock(nn.Module):
+    """Two temporal convs with FiLM conditioning between them (as in diffusion_policy's ConditionalUnet1D)."""
+
+    def __init__(self, c_in: int, c_out: int, cond_dim: int, kernel: int, groups: int) -> None:
+        super().__init__()
+        self.conv1 = _ConvBlock(c_in, c_out, kernel, groups)
+        self.conv2 = _ConvBlock(c_out, c_out, kernel, groups)
+        self.film = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, 2 * c_out))
+        self.skip = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        """(B, C_in, T), (B, D) -> (B, C_out, T)."""
+        scale, bias = rearrange(self.film(cond), "b (two c) -> two b c 1", two=2)
+        h = self.conv1(x) * (1 + scale) + bias
+        return self.conv2(h) + self.skip(x)
+
+
+class TemporalUNet(nn.Module):
+    """1-D U-Net over time: (B, H, C) noisy trajectory, (B,) timesteps, (B, K) condition -> (B, H, C) noise."""
+
+    def __init__(self, channels: int, cond_inputs: int, config: GeneratorConfig) -> None:
+        super().__init__()
+        k, g, d = config.kernel_size, config.norm_groups, config.cond_dim
+        widths = [config.hidden * 2**i for i in range(config.depth + 1)]
+        self.multiple = 2**config.depth
+        self.time_embed = Timesteps(config.timestep_embed_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.cond_mlp = nn.Sequential(
+            nn.Linear(config.timestep_embed_dim + cond_inputs, d), nn.Mish(), nn.Linear(d, d)
+        )
+        self.stem = _ResBlock(channels, widths[0], d, k, g)
+        self.down_blocks = nn.ModuleList(_ResBlock(w, w, d, k, g) for w in widths[:-1])
+        self.downsample = nn.ModuleList(nn.Conv1d(w, w2, 3, stride=2, padding=1) for w, w2 in zip(widths, widths[1:]))
+        self.mid = nn.ModuleList([_ResBlock(widths[-1], widths[-1], d, k, g) for _ in range(2)])
+        self.upsample = nn.ModuleList(
+            nn.ConvTranspose1d(w2, w, 4, stride=2, padding=1) for w, w2 in zip(widths, widths[1:])
+        )
+        self.up_blocks = nn.ModuleList(_ResBlock(2 * w, w, d, k, g) for w in widths[:-1])
+        self.head = nn.Sequential(_ConvBlock(widths[0], widths[0], k, g), nn.Conv1d(widths[0], channels, 1))
+
+    def forward(self, x: Tensor, timesteps: Tensor, cond: Tensor) -> Tensor:
+        """(B, H, C) normalised noisy tau, (B,) long timesteps, (B, K) normalised s [+ g] -> (B, H, C) epsilon."""
+        length = x.shape[1]
+        padded = math.ceil(length / self.multiple) * self.multiple
+        h = rearrange(x, "b h c -> b c h")
+        if padded != length:
+            h = F.pad(h, (0, padded - length), mode="replicate")
+        c = self.cond_mlp(torch.cat([self.time_embed(timesteps).to(x.dtype), cond], dim=-1))
+        h = self.stem(h, c)
+        skips = []
+        for block, down in zip(self.down_blocks, self.downsample, strict=True):
+            h = block(h, c)
+            skips.append(h)
+            h = down(h)
+        for block in self.mid:
+            h = block(h, c)
+        for block, up in zip(reversed(self.up_blocks), reversed(self.upsample), strict=True):
+            h = block(torch.cat([up(h), skips.pop()], dim=1), c)
+        return rearrange(self.head(h)[..., :length], "b c h -> b h c")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Generator
+
+
+class TrajectoryGenerator(nn.Module):
+    """Noise-prediction diffusion over (H, S + A) sub-trajectories with its data normalisation as buffers."""
+
+    def __init__(self, config: GeneratorConfig, state_dim: int, action_dim: int, goal_dim: int = 0) -> None:
+        super().__init__()
+        if state_dim < 1 or action_dim < 0 or goal_dim < 0:
+            raise ValueError(
+                f"need state_dim >= 1, action_dim >= 0, goal_dim >= 0; got {state_dim}, {action_dim}, {goal_dim}"
+            )
+        if config.goal_conditioned and goal_dim < 1:
+            raise ValueError("GeneratorConfig.goal_conditioned is True but goal_dim is 0: pass the goal dimension")
+        self.config = config
+        self.state_dim, self.action_dim, self.goal_dim = state_dim, action_dim, goal_dim
+        channels = state_dim + action_dim
+        self.register_buffer("traj_min", -torch.ones(channels))
+        self.register_buffer("traj_max", torch.ones(channels))
+        self.register_buffer("state_mean", torch.zeros(state_dim))
+        self.register_buffer("state_std", torch.ones(state_dim))
+        self.register_buffer("goal_mean", torch.zeros(goal_dim))
+        self.register_buffer("goal_std", torch.ones(goal_dim))
+        cond_inputs = state_dim + (goal_dim if config.goal_conditioned else 0)
+        self.model = TemporalUNet(channels, cond_inputs, config)
+        self.train_scheduler = DDPMScheduler(**config.scheduler_kwargs())
+        self.ddim_scheduler = DDIMScheduler(**config.scheduler_kwargs(), timestep_spacing=DDIM_TIMESTEP_SPACING)
+        self.ddpm_sampler = DDPMScheduler(**config.scheduler_kwargs())
+
+    @property
+    def device(self) -> torch.device:
+        return self.traj_min.device
+
+    @property
+    def channels(self) -> int:
+        return self.state_dim + self.action_dim
+
+    # ---- normalisation -------------------------------------------------------------------------------------
+
+    def set_normalisation(self, windows: Tensor, starts: Tensor, goals: Tensor | None = None) -> None:
+        """Fit min-max ranges of (N, H, S + A) windows and mean/std of (N, S) starts and (N, G) goals."""
+        flat = rearrange(windows, "n h c -> (n h) c")
+        self.traj_min.copy_(flat.amin(0))
+        self.traj_max.copy_(flat.amax(0))
+        self.state_mean.copy_(starts.mean(0))
+        self.state_std.copy_(_std(starts))
+        if goals is not None and self.goal_dim:
+            self.goal_mean.copy_(goals.mean(0))
+            self.goal_std.copy_(_std(goals))
+
+    def normalise(self, tau: Tensor) -> Tensor:
+        """(..., S + A) world units -> [-1, 1]."""
+        span = (self.traj_max - self.traj_min).clamp_min(RANGE_FLOOR)
+        return 2 * (tau - self.traj_min) / span - 1
+
+    def unnormalise(self, tau: Tensor) -> Tensor:
+        """(..., S + A) in [-1, 1] -> world units."""
+        span = (self.traj_max - self.traj_min).clamp_min(RANGE_FLOOR)
+        return (tau + 1) / 2 * span + self.traj_min
+
+    def condition(self, states: Tensor, goals: Tensor | None) -> Tensor:
+        """(B, S), (B, G) or None -> (B, K) normalised conditioning inputs."""
+        if states.shape[-1] != self.state_dim:
+            raise ValueError(f"states have {states.shape[-1]} dims, the generator was built for S = {self.state_dim}")
+        parts = [(states - self.state_mean) / self.state_std]
+        if self.config.goal_conditioned:
+            if goals is None:
+                raise ValueError("this generator is goal-conditioned: pass goals (B, G)")
+            parts.append((goals - self.goal_mean) / self.goal_std)
+        return torch.cat(parts, dim=-1)
+
+    # ---- training ------------------------------------------------------------------------------------------
+
+    def compute_loss(
+        self, windows: Tensor, starts: Tensor, goals: Tensor | None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Epsilon-prediction MSE of a batch: (B, H, S + A) windows, (B, S) starts, (B, G) goals -> scalar."""
+        x0 = self.normalise(windows)
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        t = torch.randint(self.config.train_timesteps, (x0.shape[0],), generator=generator, device=x0.device)
+        noisy = self.train_scheduler.add_noise(x0, noise, t)
+        return F.mse_loss(self.model(noisy, t, self.condition(starts, goals)), noise)
+
+    # ---- sampling ------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(
+        self,
+        states: Tensor,
+        n: int,
+        goals: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        steps: int | None = None,
+    ) -> Tensor:
+        """Draw n sub-trajectories per start state with DDIM (deterministic given the initial noise).
+
+        Args:
+            states: (B, S) start states.
+            n: candidates per state.
+            goals: (B, G), required in goal-conditioned mode, ignored otherwise.
+            generator: torch RNG on this module's device (seeds the initial noise).
+            steps: DDIM steps (default ``config.inference_steps``), 1 .. train_timesteps.
+
+        Returns:
+            (B, n, H, S + A) sub-trajectories in world units.
+        """
+        steps = self.config.inference_steps if steps is None else steps
+        if not 1 <= steps <= self.config.train_timesteps:
+            raise ValueError(f"steps must be in [1, {self.config.train_timesteps}], got {steps}")
+        self.ddim_scheduler.set_timesteps(steps)
+        return self._denoise(self.ddim_scheduler, states, n, goals, generator)
+
+    @torch.no_grad()
+    def sample_ddpm(
+        self, states: Tensor, n: int, goals: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Like ``sample`` but ancestral DDPM over all ``train_timesteps`` steps (the benchmark's reference)."""
+        self.ddpm_sampler.set_timesteps(self.config.train_timesteps)
+        return self._denoise(self.ddpm_sampler, states, n, goals, generator)
+
+    def _denoise(
+        self,
+        scheduler: DDIMScheduler | DDPMScheduler,
+        states: Tensor,
+        n: int,
+        goals: Tensor | None,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        if n < 1:
+            raise ValueError(f"n (candidates per state) must be >= 1, got {n}")
+        batch = states.shape[0]
+        states = states.to(self.device, self.traj_min.dtype)
+        goals = goals.to(self.device, self.traj_min.dtype) if goals is not None else None
+        cond = repeat(self.condition(states, goals), "b k -> (b n) k", n=n)
+        x = torch.randn(
+            (batch * n, self.config.horizon, self.channels), generator=generator, device=self.device, dtype=states.dtype
+        )
+        for t in scheduler.timesteps.tolist():  # a CPU tensor: iterating it costs no device sync
+            t_batch = torch.full((batch * n,), t, device=self.device, dtype=torch.long)
+            epsilon = self.model(x, t_batch, cond)
+            x = scheduler.step(epsilon, t, x, generator=generator).prev_sample
+        tau = rearrange(self.unnormalise(x), "(b n) h c -> b n h c", n=n)
+        if self.config.pin_start:
+            tau[:, :, 0, : self.state_dim] = states[:, None]
+        return tau
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Write weights and normalisers (safetensors) and config JSON atomically to ``directory``."""
+        extra = {"state_dim": self.state_dim, "action_dim": self.action_dim, "goal_dim": self.goal_dim}
+        return save_module(self, self.config, directory, kind=CHECKPOINT_KIND, extra=extra)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike[str], device: str | None = None) -> TrajectoryGenerator:
+        """Load a checkpoint written by ``save_pretrained``; refuses checkpoints of another kind.
+
+        ``device`` overrides the saved config's device.
+        """
+        state, config_dict, extra = load_state(directory, CHECKPOINT_KIND)
+        if device is not None:
+            config_dict["device"] = device
+        config = config_from_dict(GeneratorConfig, config_dict, directory)
+        generator = cls(config, int(extra["state_dim"]), int(extra["action_dim"]), int(extra["goal_dim"]))
+        load_module_state(generator, state, directory)
+        return generator.to(_resolve_device(config.device)).eval()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Data and training
+
+
+def generator_windows(
+    episodes: Sequence[dict[str, Any]], horizon: int, stride: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut episodes into training sub-trajectories.
+
+    Args:
+        episodes: dicts with "observations" (T+1, S) and "actions" (T, A).
+        horizon: H.
+        stride: steps between window starts.
+
+    Returns:
+        ((N, H, S + A) windows: observations t .. t+H-1 beside actions t .. t+H-1, (N, S) start observations).
+    """
+    windows, starts = [], []
+    for index, episode in enumerate(episodes):
+        obs, act = np.asarray(episode["observations"]), np.asarray(episode["actions"])
+        if obs.ndim != 2 or act.ndim != 2 or act.shape[0] + 1 != obs.shape[0]:
+            raise ValueError(
+                f"episode {index}: observations {obs.shape} and actions {act.shape} must be (T+1, S) and (T, A)"
+            )
+        joined = np.concatenate([obs[:-1], act], axis=1)  # (T, S + A)
+        if joined.shape[0] < horizon:
+            continue
+        view = sliding_window_view(joined, horizon, axis=0)[::stride]  # (W, S + A, H)
+        windows.append(rearrange(view, "w c h -> w h c"))
+        starts.append(obs[: joined.shape[0] - horizon + 1 : stride])
+    if not windows:
+        raise ValueError(f"no episode is long enough for a window of horizon {horizon}")
+    return np.concatenate(windows).astype(np.float32), np.concatenate(starts).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class GeneratorReport:
+    """What one ``train_generator`` run measured."""
+
+    losses: tuple[float, ...]
+    """Mean epsilon-MSE over each logging interval."""
+    final_loss: float
+    """Mean loss of the last logging interval (nan when steps = 0)."""
+    steps: int
+    """Training steps run."""
+    seconds: float
+    """Wall time of the run."""
+
+
+def train_generator(
+    windows: np.ndarray | Tensor,
+    starts: np.ndarray | Tensor,
+    config: GeneratorConfig,
+    goals: np.ndarray | Tensor | None = None,
+    progress: bool = True,
+) -> tuple[TrajectoryGenerator, GeneratorReport]:
+    """Train the sub-trajectory diffusion generator.
+
+    Args:
+        windows: (N, H, S + A) sub-trajectories (see ``generator_windows``); H must equal ``config.horizon``.
+        starts: (N, S) start state of each window (its first observation).
+        config: hyper-parameters.
+        goals: (N, G) goal of each window, required iff ``config.goal_conditioned``.
+        progress: show a tqdm bar with the loss.
+
+    Returns:
+        (generator in eval mode on the config's device, report).
+    """
+    device = _resolve_device(config.device)
+    data = torch.as_tensor(np.asarray(windows), dtype=torch.float32, device=device)
+    start_states = torch.as_tensor(np.asarray(starts), dtype=torch.float32, device=device)
+    if data.ndim != 3 or data.shape[1] != config.horizon:
+        raise ValueError(f"windows must be (N, H={config.horizon}, S + A), got {tuple(data.shape)}")
+    if start_states.ndim != 2 or start_states.shape[0] != data.shape[0] or start_states.shape[1] > data.shape[2]:
+        raise ValueError(
+            f"starts must be (N={data.shape[0]}, S) with S <= {data.shape[2]}, got {tuple(start_states.shape)}"
+        )
+    if config.goal_conditioned != (goals is not None):
+        raise ValueError(
+            f"GeneratorConfig.goal_conditioned is {config.goal_conditioned} but goals were "
+            f"{'given' if goals is not None else 'not given'}; pass goals exactly when goal-conditioned"
+        )
+    goal_tensor = None
+    if goals is not None:
+        goal_tensor = torch.as_tensor(np.asarray(goals), dtype=torch.float32, device=device)
+        if goal_tensor.ndim != 2 or goal_tensor.shape[0] != data.shape[0]:
+            raise ValueError(f"goals must be (N={data.shape[0]}, G), got {tuple(goal_tensor.shape)}")
+    state_dim = start_states.shape[1]
+    goal_dim = goal_tensor.shape[1] if goal_tensor is not None else 0
+    started = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = TrajectoryGenerator(config, state_dim, data.shape[2] - state_dim, goal_dim)
+    model = model.to(device)
+    model.set_normalisation(data, start_states, goal_tensor)
+    gen = torch.Generator(device=device).manual_seed(config.seed)
+    optimiser = torch.optim.AdamW(model.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    lr_schedule = get_scheduler(
+        config.lr_schedule, optimiser, num_warmup_steps=config.warmup_steps, num_training_steps=max(1, config.steps)
+    )
+    losses: list[float] = []
+    running = torch.zeros((), device=device)
+    since_log, final = 0, math.nan
+    model.train()
+    bar = tqdm(range(config.steps), desc="generator", disable=not progress)
+    for step in bar:
+        idx = torch.randint(data.shape[0], (config.batch_size,), generator=gen, device=device)
+        loss = model.compute_loss(
+            data[idx], start_states[idx], goal_tensor[idx] if goal_tensor is not None else None, generator=gen
+        )
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.model.parameters(), config.grad_clip_norm)
+        optimiser.step()
+        lr_schedule.step()
+        running += loss.detach()
+        since_log += 1
+        if since_log == config.log_every or step == config.steps - 1:
+            final = float(running) / since_log
+            losses.append(final)
+            bar.set_postfix(loss=f"{final:.4f}")
+            running.zero_()
+            since_log = 0
+    model.eval()
+    return model, GeneratorReport(tuple(losses), final, config.steps, time.perf_counter() - started)

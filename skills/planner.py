@@ -1,0 +1,331 @@
+"""Skill planner: propose sub-trajectories with the generator, drop those whose token is masked, pick with the critic.
+``SkillPlanner.plan`` does it batched on the device for E environments; ``plan_one_at_a_time`` is the paper's
+Algorithm 2, kept as the reference the benchmark compares against.
+
+Fallback (when no candidate of an environment survives the mask after ``max_resamples`` resamples): with
+``fallback = "nearest_feasible"`` the planner returns the candidate whose token is closest to a feasible (unmasked)
+codeword under a token distance, ties broken by Q, and flags it in ``Plan.used_fallback``; the token it returns is
+then masked, so callers must check the flag. The distance comes from, in order: the ``token_distance`` given to the
+planner (an (L, L) tensor or a callable returning one, e.g. from the tokenizer's codebook), the tokenizer's own
+``token_distance()`` method if it has one, else the distance between per-token mean windows of the candidates seen
+in this call (tokens never seen are infinitely far; if no feasible token was ever seen the best-Q candidate is
+returned, still flagged). ``fallback = "error"`` raises instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import torch
+from einops import rearrange
+
+Tensor = torch.Tensor
+FALLBACKS = ("nearest_feasible", "error")
+
+
+@runtime_checkable
+class SkillTokenizer(Protocol):
+    """What the planner needs from the skill tokenizer."""
+
+    horizon: int
+    codebook_size: int
+
+    def encode(self, windows: Tensor) -> Tensor:
+        """(B, H, P) position windows -> (B,) long tokens in [0, codebook_size)."""
+        ...
+
+
+@runtime_checkable
+class CandidateGenerator(Protocol):
+    """What the planner needs from the sub-trajectory generator."""
+
+    def sample(
+        self, states: Tensor, n: int, goals: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """(B, S) start states -> (B, n, H, S + A) candidate sub-trajectories."""
+        ...
+
+
+@runtime_checkable
+class SkillCritic(Protocol):
+    """What the planner needs from the critic."""
+
+    def q_values(self, s: Tensor, m: Tensor, g: Tensor | None = None) -> Tensor:
+        """(B, S), (B, L) bool, (B, G) -> (B, L) Q over all skills."""
+        ...
+
+
+TokenDistance = Tensor | Callable[[], Tensor]
+
+
+@dataclass
+class PlannerConfig:
+    """How candidates are proposed, filtered and chosen."""
+
+    n_candidates: int = 64
+    """N, candidates sampled per environment per round (one generator call for all E * N)."""
+    max_resamples: int = 3
+    """Extra rounds, only for environments where no candidate survived the mask (>= 0)."""
+    fallback: str = "nearest_feasible"
+    """'nearest_feasible' (flagged choice closest to a feasible codeword) or 'error' (raise RuntimeError)."""
+    pos_start: int = 0
+    """First observation index of the position the tokenizer reads (the pos slice is [pos_start, pos_stop))."""
+    pos_stop: int = 2
+    """One past the last observation index of the position."""
+    seed: int = 0
+    """Seeds the planner's own torch generator (candidate noise)."""
+
+    def __post_init__(self) -> None:
+        if self.n_candidates < 1:
+            raise ValueError(f"PlannerConfig.n_candidates must be >= 1, got {self.n_candidates!r}")
+        if self.max_resamples < 0:
+            raise ValueError(f"PlannerConfig.max_resamples must be >= 0, got {self.max_resamples!r}")
+        if self.fallback not in FALLBACKS:
+            raise ValueError(f"PlannerConfig.fallback must be one of {FALLBACKS}, got {self.fallback!r}")
+        if not 0 <= self.pos_start < self.pos_stop:
+            raise ValueError(
+                f"PlannerConfig.pos_stop must exceed pos_start >= 0, got pos_start={self.pos_start!r}, "
+                f"pos_stop={self.pos_stop!r}"
+            )
+
+    @property
+    def pos_slice(self) -> slice:
+        return slice(self.pos_start, self.pos_stop)
+
+
+@dataclass
+class Plan:
+    """One planning decision per environment."""
+
+    trajectory: Tensor
+    """(E, H, S + A) chosen sub-trajectory."""
+    token: Tensor
+    """(E,) long skill token of the chosen sub-trajectory (masked where used_fallback)."""
+    q: Tensor
+    """(E,) critic value Q(s, token, m, g) of the choice."""
+    n_feasible: Tensor
+    """(E,) long candidates that survived the mask in the round that decided (0 where used_fallback)."""
+    used_fallback: Tensor
+    """(E,) bool: no candidate survived; the choice is the fallback and its token is masked."""
+    rounds: Tensor
+    """(E,) long sampling rounds used (1 + resamples)."""
+
+
+def select_feasible(tokens: Tensor, masks: Tensor, q_all: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Pick the best unmasked candidate of each environment.
+
+    Args:
+        tokens: (E, N) long candidate tokens.
+        masks: (E, L) bool skill masks.
+        q_all: (E, L) Q values of every skill at each environment's state.
+
+    Returns:
+        ((E,) index of the best feasible candidate (arbitrary where none is feasible), (E,) its Q or -inf where
+        none is feasible, (E,) long number of feasible candidates).
+    """
+    feasible = masks.gather(1, tokens)  # (E, N)
+    score = q_all.gather(1, tokens).masked_fill(~feasible, -math.inf)
+    best_q, best = score.max(dim=1)
+    return best, best_q, feasible.sum(dim=1)
+
+
+def _nearest_feasible(
+    tokens: Tensor, masks: Tensor, q_all: Tensor, distance: Tensor
+) -> Tensor:
+    """(E, N) tokens, (E, L) masks, (E, L) Q, (L, L) token distance -> (E,) fallback candidate index.
+
+    Minimises the distance from a candidate's token to the nearest unmasked codeword; Q breaks ties.
+    """
+    to_feasible = distance[None].masked_fill(~masks[:, None, :], math.inf).amin(dim=-1)  # (E, L)
+    cost = to_feasible.gather(1, tokens)  # (E, N)
+    closest = cost == cost.amin(dim=1, keepdim=True)  # (E, N); all True where every cost is inf
+    return q_all.gather(1, tokens).masked_fill(~closest, -math.inf).argmax(dim=1)
+
+
+def _centroid_distance(windows: Tensor, tokens: Tensor, num_skills: int) -> Tensor:
+    """(M, H, P) windows, (M,) tokens -> (L, L) distance of per-token mean windows (inf for unseen tokens).
+
+    Windows are taken relative to their start, so the distance compares motions, not where they happen.
+    """
+    flat = rearrange(windows - windows[:, :1], "m h p -> m (h p)")
+    sums = torch.zeros(num_skills, flat.shape[1], device=flat.device, dtype=flat.dtype).index_add_(0, tokens, flat)
+    counts = torch.zeros(num_skills, device=flat.device, dtype=flat.dtype).index_add_(
+        0, tokens, torch.ones_like(tokens, dtype=flat.dtype)
+    )
+    seen = counts > 0
+    centroids = sums / counts.clamp_min(1)[:, None]
+    distance = torch.cdist(centroids, centroids)
+    return distance.masked_fill(~(seen[:, None] & seen[None, :]), math.inf)
+
+
+class SkillPlanner:
+    """Propose -> filter -> score, batched over environments and candidates, all on the generator's device."""
+
+    def __init__(
+        self,
+        generator: CandidateGenerator,
+        tokenizer: SkillTokenizer,
+        critic: SkillCritic,
+        config: PlannerConfig,
+        token_distance: TokenDistance | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.generator, self.tokenizer, self.critic, self.config = generator, tokenizer, critic, config
+        self.num_skills = int(tokenizer.codebook_size)
+        self._token_distance = token_distance
+        self.device = torch.device(device) if device is not None else _module_device(generator)
+        self.rng = torch.Generator(device=self.device).manual_seed(config.seed)
+
+    # ---- pieces ---------------------------------------------------------------------------------------------
+
+    def _goals_for_generator(self, goals: Tensor | None) -> Tensor | None:
+        config = getattr(self.generator, "config", None)
+        return goals if getattr(config, "goal_conditioned", False) else None
+
+    def _propose(self, states: Tensor, goals: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
+        """(E, S) -> ((E, n, H, S + A) candidates, (E, n) tokens): one generator call, one tokenizer call."""
+        candidates = self.generator.sample(states, n, goals=self._goals_for_generator(goals), generator=self.rng)
+        positions = rearrange(candidates[..., self.config.pos_slice], "e n h p -> (e n) h p")
+        tokens = self.tokenizer.encode(positions).to(self.device, torch.long)
+        return candidates, rearrange(tokens, "(e n) -> e n", n=n)
+
+    def _distance(self, candidates: Tensor, tokens: Tensor) -> Tensor:
+        """(L, L) token distance for the fallback (see the module doc string for the order of sources)."""
+        source = self._token_distance
+        if source is None and callable(getattr(self.tokenizer, "token_distance", None)):
+            source = self.tokenizer.token_distance
+        if source is not None:
+            distance = source() if callable(source) else source
+            return distance.to(self.device, torch.float32)
+        positions = rearrange(candidates[..., self.config.pos_slice], "e n h p -> (e n) h p")
+        return _centroid_distance(positions.float(), tokens.reshape(-1), self.num_skills)
+
+    # ---- batched plan ---------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def plan(self, states: Tensor, masks: Tensor, goals: Tensor | None = None) -> Plan:
+        """Choose one sub-trajectory per environment.
+
+        Args:
+            states: (E, S) current observations.
+            masks: (E, L) bool skill masks (True = allowed).
+            goals: (E, G) goals (None for a fixed-goal critic and generator).
+
+        Returns:
+            Plan; only ``used_fallback`` rows hold a masked token.
+        """
+        states, masks = states.to(self.device), masks.to(self.device, torch.bool)
+        goals = goals.to(self.device) if goals is not None else None
+        if masks.shape != (states.shape[0], self.num_skills):
+            raise ValueError(f"masks must be (E={states.shape[0]}, L={self.num_skills}), got {tuple(masks.shape)}")
+        n = self.config.n_candidates
+        q_all = self.critic.q_values(states, masks, goals)  # (E, L): Q does not depend on the candidate, only z
+        candidates, tokens = self._propose(states, goals, n)
+        best, best_q, n_feasible = select_feasible(tokens, masks, q_all)
+        rounds = torch.ones_like(n_feasible)
+        for _ in range(self.config.max_resamples):
+            empty = (n_feasible == 0).nonzero().squeeze(1)  # one host sync per round, not per candidate
+            if empty.numel() == 0:
+                break
+            sub_goals = goals[empty] if goals is not None else None
+            new_candidates, new_tokens = self._propose(states[empty], sub_goals, n)
+            new_best, new_q, new_feasible = select_feasible(new_tokens, masks[empty], q_all[empty])
+            candidates[empty], tokens[empty] = new_candidates, new_tokens
+            best[empty], best_q[empty], n_feasible[empty] = new_best, new_q, new_feasible
+            rounds[empty] += 1
+        used_fallback = n_feasible == 0
+        if bool(used_fallback.any()):
+            if self.config.fallback == "error":
+                raise RuntimeError(
+                    f"no candidate of environments {used_fallback.nonzero().squeeze(1).tolist()} survived the mask "
+                    f"after {self.config.max_resamples} resamples of {n}; raise max_resamples or n_candidates, or "
+                    "use fallback='nearest_feasible'"
+                )
+            fallback = _nearest_feasible(tokens, masks, q_all, self._distance(candidates, tokens))
+            best = torch.where(used_fallback, fallback, best)
+        env = torch.arange(states.shape[0], device=self.device)
+        token = tokens[env, best]
+        return Plan(
+            trajectory=candidates[env, best],
+            token=token,
+            q=q_all[env, token],
+            n_feasible=n_feasible,
+            used_fallback=used_fallback,
+            rounds=rounds,
+        )
+
+    # ---- reference (Algorithm 2) ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def plan_one_at_a_time(self, states: Tensor, masks: Tensor, goals: Tensor | None = None) -> Plan:
+        """The paper's Algorithm 2, one environment and one candidate at a time (slow; the benchmark's reference).
+
+        Per environment: sample one candidate, encode it, reject it if its token is masked, resample; stop after
+        ``n_candidates`` accepted candidates or ``n_candidates * (1 + max_resamples)`` draws; score the accepted ones
+        with the critic one by one and keep the best. With none accepted, the same fallback as ``plan``.
+        """
+        states, masks = states.to(self.device), masks.to(self.device, torch.bool)
+        goals = goals.to(self.device) if goals is not None else None
+        n, budget = self.config.n_candidates, self.config.n_candidates * (1 + self.config.max_resamples)
+        chosen: list[_Choice] = []
+        for e in range(states.shape[0]):
+            s, m = states[e : e + 1], masks[e : e + 1]
+            g = goals[e : e + 1] if goals is not None else None
+            accepted: list[tuple[float, Tensor, int]] = []
+            drawn: list[tuple[Tensor, int]] = []
+            for _ in range(budget):
+                candidate, token = self._propose(s, g, 1)
+                z = int(token[0, 0])
+                drawn.append((candidate[0, 0], z))
+                if not bool(m[0, z]):
+                    continue
+                q = float(self.critic.q_values(s, m, g)[0, z])
+                accepted.append((q, candidate[0, 0], z))
+                if len(accepted) == n:
+                    break
+            rounds = math.ceil(len(drawn) / n)
+            if accepted:
+                q, trajectory, z = max(accepted, key=lambda item: item[0])
+                chosen.append(_Choice(trajectory, z, q, len(accepted), False, rounds))
+                continue
+            if self.config.fallback == "error":
+                raise RuntimeError(f"no candidate of environment {e} survived the mask after {budget} draws")
+            last = drawn[-n:]
+            cands = torch.stack([c for c, _ in last])[None]  # (1, n, H, S + A)
+            toks = torch.tensor([[z for _, z in last]], device=self.device)
+            q_all = self.critic.q_values(s, m, g)
+            pick = int(_nearest_feasible(toks, m, q_all, self._distance(cands, toks))[0])
+            z = int(toks[0, pick])
+            chosen.append(_Choice(cands[0, pick], z, float(q_all[0, z]), 0, True, rounds))
+        return Plan(
+            trajectory=torch.stack([c.trajectory for c in chosen]),
+            token=torch.tensor([c.token for c in chosen], device=self.device),
+            q=torch.tensor([c.q for c in chosen], device=self.device),
+            n_feasible=torch.tensor([c.n_feasible for c in chosen], device=self.device),
+            used_fallback=torch.tensor([c.used_fallback for c in chosen], device=self.device),
+            rounds=torch.tensor([c.rounds for c in chosen], device=self.device),
+        )
+
+
+class _Choice(NamedTuple):
+    """One environment's decision in the one-at-a-time reference."""
+
+    trajectory: Tensor
+    token: int
+    q: float
+    n_feasible: int
+    used_fallback: bool
+    rounds: int
+
+
+def _module_device(module: Any) -> torch.device:
+    """The device of an nn.Module's first parameter or buffer; cpu for parameter-less stand-ins."""
+    device = getattr(module, "device", None)
+    if isinstance(device, torch.device):
+        return device
+    for tensor in (*getattr(module, "parameters", lambda: [])(), *getattr(module, "buffers", lambda: [])()):
+        return tensor.device
+    return torch.device("cpu")

@@ -1,0 +1,82 @@
+"""`mstt train` and `mstt eval` end to end on a toy-sized experiment (seconds, not results)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.experiment import load_experiment
+from agent.train import RunMismatchError, train
+
+METRICS = {"goal_rate", "goal_ci95", "return_mean", "failure_rate", "cost_mean", "steps_mean", "mask_size"}
+
+
+@pytest.fixture
+def experiment_file(configs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """configs/maze/tiny.yaml with a 40-step T1 so evaluation takes seconds; data under tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    short_t1 = tmp_path / "t1_short.yaml"
+    short_t1.write_text(f"extends: {configs / 'maze/t1.yaml'}\nepisode_steps: 40\n")
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        f"extends: {configs / 'maze/tiny.yaml'}\n"
+        f"source: {configs / 'maze/source.yaml'}\n"
+        f"targets: [{short_t1}]\n"
+        f"demos: {{t1: {configs / 'demos/maze_t1.json'}}}\n"
+        "data: {root: data, transitions: 3000}\n"
+    )
+    return path
+
+
+def test_train_then_eval_writes_the_documented_json(experiment_file: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["train", str(experiment_file), "--run", str(run), "--quiet"]) == 0
+    for stage in ("tokenizer", "critic", "generator", "bc"):
+        assert (run / stage / "model.safetensors").exists()
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(experiment_file), "--run", str(run), "--episodes", "2", "--json", str(out),
+                 "--methods", "mstt", "unmasked", "oracle_mask", "bc", "--quiet"]) == 0  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["task"] == "maze" and result["episodes"] == 2
+    assert set(result["variants"]) == {"t1"}
+    methods = result["variants"]["t1"]
+    assert set(methods) == {"mstt", "unmasked", "oracle_mask", "bc"}
+    for metrics in methods.values():
+        assert METRICS <= set(metrics)
+        assert 0.0 <= metrics["goal_rate"] <= 1.0
+        lo, hi = metrics["goal_ci95"]
+        assert lo <= metrics["goal_rate"] <= hi
+    assert methods["unmasked"]["mask_size"] == 16 and methods["bc"]["mask_size"] is None
+    assert 0 < methods["mstt"]["mask_size"] < 16
+
+
+def test_rerun_skips_finished_stages_and_refuses_other_configs(
+    experiment_file: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    experiment = load_experiment(experiment_file)
+    first = train(experiment, run, progress=False)
+    # A run killed after the tokenizer: only the later stages are trained again, on the same tokens.
+    for stage in ("critic", "generator", "bc"):
+        for f in (run / stage).iterdir():
+            f.unlink()
+        (run / stage).rmdir()
+    again = train(experiment, run, progress=False)
+    for a, b in zip(first.tokenizer.state_dict().values(), again.tokenizer.state_dict().values()):
+        assert (a == b).all()
+    other = experiment_file.with_name("other.yaml")
+    other.write_text(experiment_file.read_text() + "seed: 5\n")
+    with pytest.raises(RunMismatchError, match="fingerprint"):
+        train(load_experiment(other), run, progress=False)
+
+
+def test_bad_experiment_is_refused(configs: Path, tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        f"extends: {configs / 'maze/tiny.yaml'}\nsource: {configs / 'maze/source.yaml'}\n"
+        "generator: {horizon: 5}\n"
+    )
+    assert main(["train", str(path), "--run", str(tmp_path / "r")]) == 2
