@@ -59,3 +59,56 @@ def collection_rate(task: Task, transitions: int, repeats: int) -> dict[str, obj
         "collect_runs": collect_rates,
         "raw_runs": raw_rates,
     }
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up: first calls allocate
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def planning_latency(models: object, planner_config: object, repeats: int, demo_mask_share: float = 0.15) -> dict[str, object]:
+    """Decision latency of the batched planner against the one-at-a-time reference (the paper's
+    Algorithm 2) on the same models, states and mask, plus DDIM-k against full DDPM sampling."""
+    import torch
+
+    from skills.planner import SkillPlanner
+
+    planner = SkillPlanner(models.generator, models.tokenizer, models.critic, planner_config)  # type: ignore[attr-defined]
+    num_skills = models.tokenizer.codebook_size  # type: ignore[attr-defined]
+    state_dim = models.generator.state_dim  # type: ignore[attr-defined]
+    goal_dim = models.critic.goal_dim if hasattr(models.critic, "goal_dim") else 2  # type: ignore[attr-defined]
+    gen = torch.Generator().manual_seed(0)
+    states = torch.zeros(1, state_dim)
+    goals = torch.zeros(1, goal_dim)
+    # A demo-like mask: the tokens of the planner's own first candidates plus random others, so
+    # candidates do survive (a random mask of 15% would starve the reference of feasible draws).
+    first = planner.plan(states, torch.ones(1, num_skills, dtype=torch.bool), goals)
+    mask = torch.rand(1, num_skills, generator=gen) < demo_mask_share
+    mask[0, first.token] = True
+    batched = _median_ms(lambda: planner.plan(states, mask, goals), repeats)
+    reference = _median_ms(lambda: planner.plan_one_at_a_time(states, mask, goals), max(3, repeats // 5))
+    n = planner_config.n_candidates  # type: ignore[attr-defined]
+    ddim = _median_ms(lambda: models.generator.sample(states, n), repeats)  # type: ignore[attr-defined]
+    ddpm = _median_ms(lambda: models.generator.sample_ddpm(states, n), max(3, repeats // 5))  # type: ignore[attr-defined]
+    envs = 25
+    batched_25 = _median_ms(
+        lambda: planner.plan(states.expand(envs, -1), mask.expand(envs, -1), goals.expand(envs, -1)),
+        max(3, repeats // 5),
+    )
+    return {
+        "machine": machine(),
+        "torch_threads": torch.get_num_threads(),
+        "n_candidates": n,
+        "batched_ms": batched,
+        "one_at_a_time_ms": reference,
+        "speedup": reference / batched,
+        "batched_25_envs_ms": batched_25,
+        "ddim_steps": models.generator.config.inference_steps,  # type: ignore[attr-defined]
+        "ddim_sample_ms": ddim,
+        "ddpm_100_sample_ms": ddpm,
+    }

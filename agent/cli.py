@@ -127,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=5)
     b.set_defaults(func=_bench_collect)
 
+    b = bench.add_parser("plan", help="decision latency: batched planner vs one-at-a-time reference")
+    b.add_argument("config", help="the experiment config the run was trained with")
+    b.add_argument("--run", required=True, type=Path)
+    b.add_argument("--repeats", type=int, default=20)
+    b.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    b.set_defaults(func=_bench_plan)
+
     p = sub.add_parser("theory", help="the tabular masked-Bellman check (the paper's Figure 3)")
     p.add_argument("--json", type=Path, help="curve as JSON")
     p.add_argument("--png", type=Path, help="plot as PNG")
@@ -143,6 +150,21 @@ def _bench_collect(args: argparse.Namespace) -> None:
     print(f"collect (expert + env): median {result['collect_median']:,.0f} transitions/s")
     print(f"raw env.step (zeros):   median {result['raw_env_step_median']:,.0f} steps/s")
     print(f"runs: collect {[round(r) for r in result['collect_runs']]}, raw {[round(r) for r in result['raw_runs']]}")
+
+
+def _bench_plan(args: argparse.Namespace) -> None:
+    import json
+
+    import torch
+
+    from agent.bench import planning_latency
+    from agent.experiment import load_experiment
+    from agent.train import load_models
+
+    torch.set_num_threads(args.threads)
+    experiment = load_experiment(args.config)
+    result = planning_latency(load_models(args.run), experiment.config.planner, args.repeats)
+    print(json.dumps(result, indent=1))
 
 
 def _theory(args: argparse.Namespace) -> None:

@@ -128,7 +128,9 @@ def train(experiment: Experiment, run: Path, progress: bool = True) -> Models:
     else:
         started = time.perf_counter()
         windows = np.concatenate([position_windows(p, horizon, stride) for p in positions])
-        tokenizer, tok_report = train_tokenizer(windows, _with_device(config.tokenizer, config), progress)
+        tokenizer, tok_report = train_tokenizer(
+            windows, _with_device(config.tokenizer, config), progress, loop("tokenizer")
+        )
         tokenizer.save_pretrained(run / "tokenizer")
         report("tokenizer", asdict(tok_report), started)
     tokens = [token_sequence(p, tokenizer, stride) for p in positions]
@@ -145,7 +147,9 @@ def train(experiment: Experiment, run: Path, progress: bool = True) -> Models:
             stride,
             tokenizer.codebook_size,
         )
-        critic, critic_report = train_critic(transitions, _with_device(config.critic, config), progress=progress)
+        critic, critic_report = train_critic(
+            transitions, _with_device(config.critic, config), progress=progress, settings=loop("critic")
+        )
         critic.save_pretrained(run / "critic")
         report("critic", asdict(critic_report), started)
 
@@ -162,7 +166,8 @@ def train(experiment: Experiment, run: Path, progress: bool = True) -> Models:
                 [e.desired_goal[: len(e.actions) - horizon + 1 : stride] for e in episodes]
             )
         generator, gen_report = train_generator(
-            windows, starts, _with_device(config.generator, config), goals=goals, progress=progress
+            windows, starts, _with_device(config.generator, config), goals=goals, progress=progress,
+            settings=loop("generator"),
         )
         generator.save_pretrained(run / "generator")
         report("generator", asdict(gen_report), started)

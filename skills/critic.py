@@ -41,6 +41,7 @@ from torch.optim.swa_utils import get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
+from skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
 
 CHECKPOINT_KIND = "masked_critic"
 TERMINATION_REWARD = 0.0
@@ -762,11 +763,30 @@ def _train_prior(
     return float(loss.detach()), correct / len(data)
 
 
+class _Totals:
+    """Report counters kept on the device (no sync per step) and checkpointed with the loop."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.values = {k: torch.zeros((), device=device) for k in ("masked", "live", "empty")}
+
+    def add(self, **counts: Tensor) -> None:
+        for key, value in counts.items():
+            self.values[key] += value
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return dict(self.values)
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        for key, value in state.items():
+            self.values[key].copy_(value)
+
+
 def train_critic(
     transitions: SkillTransitions,
     config: CriticConfig,
     segment_tokens: Sequence[Tensor | np.ndarray] | None = None,
     progress: bool = True,
+    settings: LoopSettings | None = None,
 ) -> tuple[MaskedCritic, CriticReport]:
     """Train the masked-Bellman critic and its skill prior offline.
 
@@ -777,11 +797,13 @@ def train_critic(
             cut, e.g. tokens of a denser windowing or of extra data; default the transitions' own episodes.
             Anchored segments always come from the transitions' episodes.
         progress: show tqdm bars (the TD one shows the TD loss).
+        settings: checkpoint folder and interval of the resumable TD loop (default: none).
 
     Returns:
         (critic in eval mode on the config's device, report).
     """
-    device = _resolve_device(config.device)
+    accelerator = make_accelerator(config.device)
+    device = accelerator.device
     data = transitions.to(device)
     if not config.goal_conditioned and config.fixed_goal is not None and len(config.fixed_goal) != data.pos_dim:
         raise ValueError(
@@ -810,22 +832,20 @@ def train_critic(
     sampler = _Sampler(data, config, segment_table, segment_lengths, gen)
 
     target_nets = copy.deepcopy(critic.q_nets).requires_grad_(False)
-    online = [p for p in critic.q_nets.parameters()]
-    target = [p for p in target_nets.parameters()]
     # foreach: the nets are small, so per-parameter optimiser and target-update kernels would dominate a step
-    optimiser = torch.optim.AdamW(online, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+    optimiser = torch.optim.AdamW(
+        critic.q_nets.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True
+    )
+    critic, optimiser = accelerator.prepare(critic, optimiser)
+    model = accelerator.unwrap_model(critic)
+    online = list(model.q_nets.parameters())
+    target = list(target_nets.parameters())
     soft_update = get_ema_multi_avg_fn(decay=1.0 - config.tau)
-    discount = critic.discount
-
-    zero = torch.zeros((), device=device)
-    running = {"td": zero.clone(), "q": zero.clone()}
-    totals = {"masked": zero.clone(), "empty": zero.clone(), "live": zero.clone()}
-    td_losses: list[float] = []
-    final_td, mean_q = math.nan, math.nan
-    since_log = 0
+    discount = model.discount
+    totals = _Totals(device)
     critic.train()
-    bar = tqdm(range(config.steps), desc="masked critic", disable=not progress)
-    for step in bar:
+
+    def step(_: int) -> dict[str, Tensor]:
         idx = sampler.indices(config.batch_size)
         z = data.z[idx]
         goals = sampler.goals(idx)
@@ -835,37 +855,35 @@ def train_critic(
         taken_unmasked = masks.gather(1, z[:, None]).squeeze(1)
         with torch.no_grad():
             s_next = data.s_next[idx]
-            next_q = critic.q_ensemble(s_next, masks, goals, nets=target_nets).amin(dim=0)
-            in_prior = prior_support(critic.skill_prior(s_next), config.prior_threshold, config.prior_threshold_mode)
+            next_q = model.q_ensemble(s_next, masks, goals, nets=target_nets).amin(dim=0)
+            in_prior = prior_support(model.skill_prior(s_next), config.prior_threshold, config.prior_threshold_mode)
             allowed = masks & in_prior
             y = masked_bellman_target(
                 reward, done, taken_unmasked, next_q, allowed, discount, config.target_temperature
             )
-        q_taken = critic.q_ensemble(data.s[idx], masks, goals).gather(
+        q_taken = model.q_ensemble(data.s[idx], masks, goals).gather(
             2, z[None, :, None].expand(config.n_critics, -1, 1)
         ).squeeze(2)  # (n_critics, B)
         loss = F.mse_loss(q_taken, y[None].expand_as(q_taken))
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        accelerator.backward(loss)
         nn.utils.clip_grad_norm_(online, config.grad_clip_norm, foreach=True)
         optimiser.step()
         with torch.no_grad():
             soft_update(target, online, None)
             live = taken_unmasked & ~done
-            running["td"] += loss.detach()
-            running["q"] += q_taken.detach().mean()
-            totals["masked"] += (~taken_unmasked).sum()
-            totals["live"] += live.sum()
-            totals["empty"] += (live & ~allowed.any(dim=1)).sum()
-        since_log += 1
-        if since_log == config.log_every or step == config.steps - 1:
-            final_td = float(running["td"]) / since_log
-            mean_q = float(running["q"]) / since_log
-            td_losses.append(final_td)
-            bar.set_postfix(td=f"{final_td:.5f}", q=f"{mean_q:.3f}")
-            running["td"].zero_()
-            running["q"].zero_()
-            since_log = 0
+            totals.add(masked=(~taken_unmasked).sum(), live=live.sum(), empty=(live & ~allowed.any(dim=1)).sum())
+        return {"td": loss.detach(), "q": q_taken.detach().mean()}
+
+    history = run_loop(
+        "masked critic", accelerator, config.steps, step,
+        {"target_nets": target_nets, "rng": GeneratorState(gen), "totals": totals},
+        settings or LoopSettings(progress=progress), log_every=config.log_every,
+    )  # fmt: skip
+    td_losses = [h["td"] for h in history]
+    final_td = td_losses[-1] if td_losses else math.nan
+    mean_q = history[-1]["q"] if history else math.nan
+    critic = model
     critic.eval()
     samples = max(1, config.steps * config.batch_size)
     report = CriticReport(
@@ -874,8 +892,8 @@ def train_critic(
         prior_loss=prior_loss,
         prior_accuracy=prior_accuracy,
         mean_q=mean_q,
-        masked_taken_fraction=float(totals["masked"]) / samples,
-        empty_bootstrap_fraction=float(totals["empty"]) / max(1.0, float(totals["live"])),
+        masked_taken_fraction=float(totals.values["masked"]) / samples,
+        empty_bootstrap_fraction=float(totals.values["empty"]) / max(1.0, float(totals.values["live"])),
         steps=config.steps,
         seconds=time.perf_counter() - started,
     )

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 from vector_quantize_pytorch import VectorQuantize
 
 from skills.checkpoint import (
@@ -33,6 +32,7 @@ from skills.checkpoint import (
     load_state,
     save_module,
 )
+from skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
 from skills.windows import DEFAULT_DISPLACEMENT_SCALE, WindowFeatures, window_features
 
 TOKENIZER_KIND = "skill_tokenizer"
@@ -421,8 +421,24 @@ def _usage_report(
     return report, quantiles.float()
 
 
+class _TensorState:
+    """A tensor whose contents are checkpointed in place with the training loop."""
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"tensor": self.tensor}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.tensor.copy_(state["tensor"])
+
+
 def train_tokenizer(
-    windows: np.ndarray, config: TokenizerConfig, progress: bool = True
+    windows: np.ndarray,
+    config: TokenizerConfig,
+    progress: bool = True,
+    settings: LoopSettings | None = None,
 ) -> tuple[SkillTokenizer, TokenizerReport]:
     """Train a skill tokenizer on (N, H, P) position windows (``skills.windows.position_windows`` per episode).
 
@@ -443,7 +459,8 @@ def train_tokenizer(
         )
     if not np.all(np.isfinite(windows)):
         raise ValueError("training windows contain NaN or inf")
-    device = config.resolve_device()
+    accelerator = make_accelerator(config.device)
+    device = accelerator.device
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         # The library's k-means and dead-code sampling draw from the global RNG, so seeding it is the only
@@ -477,22 +494,30 @@ def train_tokenizer(
         optimiser = torch.optim.Adam(
             [p for name, p in model.named_parameters() if not name.startswith("quantizer.")], lr=config.lr
         )
+        prepared, optimiser = accelerator.prepare(model, optimiser)
         losses = torch.zeros(config.steps, device=device)
         seen = torch.zeros(config.codebook_size, dtype=torch.bool, device=device)
-        bar = tqdm(range(config.steps), desc="skill tokenizer", disable=not progress, leave=False)
-        for step in bar:
+
+        def step(index: int) -> dict[str, torch.Tensor]:
             batch = torch.randint(count, (config.batch_size,), generator=generator, device=device)
             loss = model._loss_from_features(features[batch])
             optimiser.zero_grad(set_to_none=True)
-            loss.total.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            accelerator.backward(loss.total)
+            accelerator.clip_grad_norm_(prepared.parameters(), config.grad_clip)
             optimiser.step()
-            losses[step] = loss.total.detach()
+            losses[index] = loss.total.detach()
             seen[loss.indices] = True
-            if progress and (step + 1) % LOG_EVERY == 0:
-                bar.set_postfix(loss=f"{float(losses[step]):.4f}", live=int(seen.sum()))
+            logs = {"loss": loss.total.detach(), "live": seen.sum()}
+            if (index + 1) % LOG_EVERY == 0:
                 seen.zero_()
-        bar.close()
+            return logs
+
+        run_loop(
+            "skill tokenizer", accelerator, config.steps, step,
+            {"rng": GeneratorState(generator), "losses": _TensorState(losses)},
+            settings or LoopSettings(progress=progress), log_every=LOG_EVERY,
+        )  # fmt: skip
+        model = accelerator.unwrap_model(prepared)
 
         final_loss = float(losses[-FINAL_LOSS_WINDOW:].mean())
         report, quantiles = _usage_report(model, features, final_loss)

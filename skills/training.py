@@ -109,7 +109,8 @@ def _save(directory: Path, accelerator: Accelerator, objects: Mapping[str, State
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        accelerator.save_state(str(staging / "accelerate"))
+        # Pickle, not safetensors: the latter drops zero-size buffers (e.g. an unused goal norm).
+        accelerator.save_state(str(staging / "accelerate"), safe_serialization=False)
         torch.save({k: v.state_dict() for k, v in objects.items()}, staging / "objects.pt")
         (staging / LOOP_STATE_NAME).write_text(json.dumps(objects["__counter"].state_dict()))
         old = directory.with_name(f".{directory.name}.old-{os.getpid()}")

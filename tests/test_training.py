@@ -39,3 +39,45 @@ def test_bc_learns_and_round_trips(tmp_path: Path) -> None:
     assert error < 0.5 * np.abs(actions).mean()
     loaded = BCPolicy.from_pretrained(policy.save_pretrained(tmp_path / "bc"))
     np.testing.assert_array_equal(loaded.act(obs, goals), policy.act(obs, goals))
+
+
+def test_generator_resumes_mid_training(tmp_path: Path) -> None:
+    from skills.generator import GeneratorConfig, train_generator
+
+    rng = np.random.default_rng(1)
+    windows = rng.normal(size=(300, 4, 3)).astype(np.float32)
+    starts = windows[:, 0, :2].copy()
+    config = GeneratorConfig(horizon=4, denoiser="mlp", mlp_hidden=32, steps=30, batch_size=32,
+                             warmup_steps=2, log_every=5, device="cpu")  # fmt: skip
+    straight, _ = train_generator(windows, starts, config, progress=False)
+    settings = LoopSettings(directory=tmp_path / "loop", checkpoint_every=5, progress=False)
+    # The LR schedule depends on the total steps, so the "killed" run must share it: stop it by
+    # raising inside the loop after step 15 instead of shortening it.
+    import skills.training as training
+
+    real_run_loop = training.run_loop
+    calls = {"n": 0}
+
+    def killing_step_loop(name, accelerator, steps, step_fn, stateful, s, log_every=50):  # type: ignore[no-untyped-def]
+        def step(i: int):  # type: ignore[no-untyped-def]
+            if i == 15:
+                raise KeyboardInterrupt
+            calls["n"] += 1
+            return step_fn(i)
+
+        return real_run_loop(name, accelerator, steps, step, stateful, s, log_every)
+
+    import skills.generator as generator_module
+
+    generator_module.run_loop = killing_step_loop  # type: ignore[assignment]
+    try:
+        try:
+            train_generator(windows, starts, config, progress=False, settings=settings)
+        except KeyboardInterrupt:
+            pass
+    finally:
+        generator_module.run_loop = real_run_loop  # type: ignore[assignment]
+    assert calls["n"] == 15
+    resumed, _ = train_generator(windows, starts, config, progress=False, settings=settings)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b)
