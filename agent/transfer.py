@@ -122,7 +122,14 @@ def evaluate_transfer(
                     )
         finally:
             venv.close()
+        if "oracle_mask" in masks:
+            oracle = masks["oracle_mask"]
+            # Precision: share of the demo's tokens that the true walls allow (1 - leakage).
+            report_extra = {"demo_tokens_feasible_share": float((mask & oracle).sum() / max(1, int(mask.sum())))}
+        else:
+            report_extra = {}
         demos[variant] = {
+            **report_extra,
             "source": demo.source,
             "tokens_active": report.tokens_active,
             "in_distribution_share": report.in_distribution_share,

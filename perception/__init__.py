@@ -1,4 +1,40 @@
-"""Perception: turns pixels and sentences into demos, goals and states for the agent.
+"""Perception: turns pixels and sentences into what the agent needs — an observation-only Demo read off
+one picture of a changed world, a Goal from an instruction, and the agent's state from frames.
 
-Empty until the perception issue lands; the camera calibration it will use lives in agent/tasks/camera.py.
+    make_perceiver(name, config).perceive(image, instruction, scene) -> agent.demo.Demo
+        backends: 'geometric' (offline, no model), 'hf' (local transformers VLM), 'openai' (any
+        OpenAI-compatible server); prompts in prompts/, one answer schema, validation and re-prompts.
+    draw_demo(image, demo, scene, path)          the demo drawn over the picture, as a PNG
+    parse_goal(instruction, scene, chat=None)    -> Goal (rules offline, or an LLM)
+    estimate_position(frame, scene), PixelStateEstimator(scene, dt)
+    Scene.from_task(task)                        calibration, map, start and goal of a task variant
+
+The camera calibration lives in agent/tasks/camera.py. Model backends are imported only when built.
 """
+
+from perception.base import DemoPerceiver
+from perception.errors import BackendError, GoalParseError, PerceptionError
+from perception.factory import available_perceivers, make_perceiver, perceiver_config
+from perception.goals import Goal, GoalSpec, parse_goal
+from perception.overlay import draw_demo
+from perception.scene import Box, MazeGrid, Scene
+from perception.state import PixelStateEstimator, estimate_position
+
+__all__ = [
+    "BackendError",
+    "Box",
+    "DemoPerceiver",
+    "Goal",
+    "GoalParseError",
+    "GoalSpec",
+    "MazeGrid",
+    "PerceptionError",
+    "PixelStateEstimator",
+    "Scene",
+    "available_perceivers",
+    "draw_demo",
+    "estimate_position",
+    "make_perceiver",
+    "parse_goal",
+    "perceiver_config",
+]

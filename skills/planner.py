@@ -77,6 +77,8 @@ class PlannerConfig:
     """One past the last observation index of the position."""
     seed: int = 0
     """Seeds the planner's own torch generator (candidate noise)."""
+    sample_steps: int | None = None
+    """Denoising steps per candidate batch; None keeps the generator's own inference_steps."""
 
     def __post_init__(self) -> None:
         if self.n_candidates < 1:
@@ -85,6 +87,8 @@ class PlannerConfig:
             raise ValueError(f"PlannerConfig.max_resamples must be >= 0, got {self.max_resamples!r}")
         if self.fallback not in FALLBACKS:
             raise ValueError(f"PlannerConfig.fallback must be one of {FALLBACKS}, got {self.fallback!r}")
+        if self.sample_steps is not None and self.sample_steps < 1:
+            raise ValueError(f"PlannerConfig.sample_steps must be >= 1 or None, got {self.sample_steps!r}")
         if not 0 <= self.pos_start < self.pos_stop:
             raise ValueError(
                 f"PlannerConfig.pos_stop must exceed pos_start >= 0, got pos_start={self.pos_start!r}, "
@@ -187,7 +191,10 @@ class SkillPlanner:
 
     def _propose(self, states: Tensor, goals: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
         """(E, S) -> ((E, n, H, S + A) candidates, (E, n) tokens): one generator call, one tokenizer call."""
-        candidates = self.generator.sample(states, n, goals=self._goals_for_generator(goals), generator=self.rng)
+        steps = {} if self.config.sample_steps is None else {"steps": self.config.sample_steps}
+        candidates = self.generator.sample(
+            states, n, goals=self._goals_for_generator(goals), generator=self.rng, **steps
+        )
         positions = rearrange(candidates[..., self.config.pos_slice], "e n h p -> (e n) h p")
         tokens = self.tokenizer.encode(positions).to(self.device, torch.long)
         return candidates, rearrange(tokens, "(e n) -> e n", n=n)

@@ -1,0 +1,305 @@
+"""What a perceiver must know about the world behind a picture: the camera calibration, the map a route
+is checked against (maze walls or Fetch zones), the area regions are named in, and start and goal.
+
+`Scene.from_task(task)` builds one from a task variant; `observe` and `with_walls_from_image` replace
+what it knows by what a frame shows, for deployments where only pixels are trusted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from perception.errors import PerceptionError
+from perception.segmentation import as_rgb, marker_centroid, read_walls
+
+RegionName = Literal[
+    "left", "right", "top", "bottom", "top-left", "top-right", "bottom-left", "bottom-right", "centre"
+]
+REGION_NAMES: tuple[str, ...] = RegionName.__args__
+CENTRE_SHARE = 1.0 / 3.0
+"""The 'centre' region is the middle third of the area along both image axes."""
+_AXIS_PROBE_PX = 10.0
+"""Pixel step used to find which world axis points to image-right and image-up."""
+
+
+class Calibration(Protocol):
+    """A calibrated camera, e.g. agent.tasks.camera.FreeCamera."""
+
+    width: int
+    height: int
+
+    def world_to_pixel(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) world points -> (N, 2) pixels (u right, v down)."""
+        ...
+
+    def pixel_to_world(self, pixels: np.ndarray, plane_z: float) -> np.ndarray:
+        """(N, 2) pixels -> (N, 3) world points on the plane z = plane_z."""
+        ...
+
+
+class Box(BaseModel):
+    """An axis-aligned box in world coordinates: a forbidden zone, a region, a named area."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    name: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> Box:
+        if len(self.low) != len(self.high) or len(self.low) not in (2, 3):
+            raise ValueError(f"low {self.low} and high {self.high} must both have 2 or 3 entries")
+        if any(lo >= hi for lo, hi in zip(self.low, self.high)):
+            raise ValueError(f"every low {self.low} must be below high {self.high}")
+        return self
+
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """(N, P) points -> (N,) bool; a 2-D box ignores a third coordinate (it spans all heights)."""
+        points = np.atleast_2d(points)
+        dims = min(len(self.low), points.shape[1])
+        inside = (points[:, :dims] >= self.low[:dims]) & (points[:, :dims] <= self.high[:dims])
+        return inside.all(axis=1)
+
+    @property
+    def centre(self) -> np.ndarray:
+        return (np.asarray(self.low) + np.asarray(self.high)) / 2
+
+
+@dataclass(frozen=True, eq=False)
+class MazeGrid:
+    """Cell geometry of a PointMaze map at scaling 1 and which cells are walls.
+
+    The formulas are MazeLayout.cell_to_xy / xy_to_cell, vectorised (tests check they agree).
+    """
+
+    walls: np.ndarray
+    """(R, C) bool, True where a wall box stands (blocked cells included)."""
+    wall_height: float
+    """Height of the wall boxes (world units): their tops are what a top-down camera sees."""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.walls.shape
+
+    def cells_of(self, xy: np.ndarray) -> np.ndarray:
+        """(N, 2+) world points -> (N, 2) int (row, col); may lie outside the grid."""
+        xy = np.atleast_2d(xy)
+        rows, cols = self.walls.shape
+        return np.column_stack(
+            [np.floor(rows / 2 - xy[:, 1]), np.floor(xy[:, 0] + cols / 2)]
+        ).astype(np.int64)
+
+    def centres(self, cells: np.ndarray) -> np.ndarray:
+        """(N, 2) (row, col) -> (N, 2) world centres."""
+        cells = np.atleast_2d(cells)
+        rows, cols = self.walls.shape
+        return np.column_stack([cells[:, 1] + 0.5 - cols / 2, rows / 2 - cells[:, 0] - 0.5])
+
+    def in_wall(self, xy: np.ndarray) -> np.ndarray:
+        """(N, 2+) world points -> (N,) bool: inside a wall cell or outside the grid."""
+        cells = self.cells_of(xy)
+        rows, cols = self.walls.shape
+        inside = (cells[:, 0] >= 0) & (cells[:, 0] < rows) & (cells[:, 1] >= 0) & (cells[:, 1] < cols)
+        hit = np.ones(len(cells), dtype=bool)
+        hit[inside] = self.walls[cells[inside, 0], cells[inside, 1]]
+        return hit
+
+    def bounds(self) -> Box:
+        rows, cols = self.walls.shape
+        return Box(low=(-cols / 2, -rows / 2), high=(cols / 2, rows / 2), name="maze")
+
+
+@dataclass(frozen=True, eq=False)
+class Scene:
+    """Everything about the world behind one picture that perception may use."""
+
+    task: str
+    """Task family: 'maze' or 'fetch'."""
+    name: str
+    """Config name, e.g. 'three-routes' (copied into demos)."""
+    variant: str
+    """Variant name, e.g. 't1' (copied into demos)."""
+    camera: Calibration
+    plane_z: float
+    """World height of the plane routes lie on: pixels are lifted onto it (maze: the agent's centre)."""
+    extent: Box
+    """The world area routes live in and regions are named in (maze bounds, Fetch workspace). Its
+    dimension is the demo's (2 for the maze, 3 for Fetch)."""
+    grid: MazeGrid | None = None
+    """Maze cells and walls; None for tasks without a grid."""
+    zones: tuple[Box, ...] = ()
+    """Forbidden boxes (Fetch zones)."""
+    start: np.ndarray | None = None
+    """(P,) world position the route starts at, when known."""
+    goal: np.ndarray | None = None
+    """(P,) world position of the goal ('the red ball', 'the target'), when known."""
+    goal_marker_z: float | None = None
+    """World height of the drawn goal marker's centre (maze: half the wall height); None: not drawn."""
+
+    @property
+    def pos_dim(self) -> int:
+        return len(self.extent.low)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) in pixels of the frames the calibration is for."""
+        return int(self.camera.width), int(self.camera.height)
+
+    def as_frame(self, image: Any) -> np.ndarray:
+        """A PIL image or array as (H, W, 3) uint8, refused unless it has the calibrated size."""
+        rgb = as_rgb(image)
+        width, height = self.image_size
+        if rgb.shape[:2] != (height, width):
+            raise PerceptionError(
+                f"the image is {rgb.shape[1]}x{rgb.shape[0]} but the scene's camera is calibrated for "
+                f"{width}x{height}; render at the calibrated size (the config's render.width/height)"
+            )
+        return rgb
+
+    def to_pixel(self, points: np.ndarray) -> np.ndarray:
+        """(N, P) world points -> (N, 2) pixels; 2-D points are taken on the route plane."""
+        points = np.atleast_2d(np.asarray(points, dtype=np.float64))
+        if points.shape[1] == 2:
+            points = np.column_stack([points, np.full(len(points), self.plane_z)])
+        return self.camera.world_to_pixel(points)
+
+    def to_world(self, pixels: np.ndarray, plane_z: float | None = None) -> np.ndarray:
+        """(N, 2) pixels -> (N, P) world points on the route plane (or on plane_z)."""
+        z = self.plane_z if plane_z is None else plane_z
+        world = self.camera.pixel_to_world(np.atleast_2d(np.asarray(pixels, dtype=np.float64)), plane_z=z)
+        return world[:, : self.pos_dim]
+
+    def forbidden(self, points: np.ndarray) -> np.ndarray:
+        """(N, P) world points -> (N,) bool: inside a wall, outside the maze, or inside a zone."""
+        points = np.atleast_2d(points)
+        hit = np.zeros(len(points), dtype=bool)
+        if self.grid is not None:
+            hit |= self.grid.in_wall(points)
+        for zone in self.zones:
+            hit |= zone.contains(points)
+        return hit
+
+    def replace(self, **changes: Any) -> Scene:
+        return dataclasses.replace(self, **changes)
+
+    def observe(self, frame: np.ndarray) -> Scene:
+        """This scene with start and goal where the frame's green and red markers are (maze frames).
+
+        Markers not visible keep the known position; scenes without drawn markers come back unchanged.
+        """
+        if self.grid is None:
+            return self
+        changes: dict[str, np.ndarray] = {}
+        agent = marker_centroid(frame, "agent")
+        if agent is not None:
+            changes["start"] = self.to_world(agent[None])[0]
+        goal = marker_centroid(frame, "goal")
+        if goal is not None and self.goal_marker_z is not None:
+            changes["goal"] = self.to_world(goal[None], plane_z=self.goal_marker_z)[0]
+        return self.replace(**changes)
+
+    def with_walls_from_image(self, frame: np.ndarray) -> Scene:
+        """This scene with the wall map read off the frame instead of taken from the config."""
+        if self.grid is None:
+            raise ValueError(f"a {self.task} scene has no maze grid to read walls into")
+        walls = read_walls(frame, self.grid, self.camera)
+        return self.replace(grid=MazeGrid(walls=walls, wall_height=self.grid.wall_height))
+
+    def image_axes(self) -> tuple[tuple[int, float], tuple[int, float]]:
+        """((axis, sign) of image-right, (axis, sign) of image-up) as world axes of the route plane.
+
+        Regions ('left half', 'top-right') are named as the picture shows them, whatever the camera's
+        azimuth; a camera not aligned with a world axis gets the nearest one.
+        """
+        w, h = self.image_size
+        centre = np.array([[w / 2, h / 2]])
+        origin = self.to_world(centre)[0, :2]
+        right = self.to_world(centre + [_AXIS_PROBE_PX, 0.0])[0, :2] - origin
+        up = self.to_world(centre - [0.0, _AXIS_PROBE_PX])[0, :2] - origin
+        axes = []
+        for direction in (right, up):
+            axis = int(np.argmax(np.abs(direction)))
+            axes.append((axis, float(np.sign(direction[axis]))))
+        return axes[0], axes[1]
+
+    def region(self, name: str) -> Box:
+        """The named part of the scene's extent as the picture shows it: halves, quadrants, 'centre'."""
+        if name not in REGION_NAMES:
+            raise ValueError(f"unknown region {name!r}; known: {list(REGION_NAMES)}")
+        low, high = np.array(self.extent.low), np.array(self.extent.high)
+        mid = (low + high) / 2
+        (right_axis, right_sign), (up_axis, up_sign) = self.image_axes()
+        if name == "centre":
+            for axis in (right_axis, up_axis):
+                span = high[axis] - low[axis]
+                low[axis], high[axis] = mid[axis] - span * CENTRE_SHARE / 2, mid[axis] + span * CENTRE_SHARE / 2
+            return Box(low=tuple(low), high=tuple(high), name=name)
+        for word in name.split("-"):
+            axis, sign = (right_axis, right_sign) if word in ("left", "right") else (up_axis, up_sign)
+            positive = (word in ("right", "top")) == (sign > 0)
+            if positive:
+                low[axis] = mid[axis]
+            else:
+                high[axis] = mid[axis]
+        return Box(low=tuple(low), high=tuple(high), name=name)
+
+    @classmethod
+    def from_task(
+        cls, task: Any, camera: Calibration | None = None, plane_z: float | None = None
+    ) -> Scene:
+        """The scene of a task variant (agent.tasks.make_task): its calibration, map, start and goal.
+
+        Maze: the task's own top-down camera; start and goal are their cells' centres (the env adds up
+        to 0.25 of reset noise: `observe(frame)` reads the exact ones off a frame).
+        Fetch: FetchTask has no calibrated camera, so give one (e.g. a FreeCamera looking down at the
+        table) and the route plane's height (default: the goal's height).
+        """
+        config = task.config
+        if config.task == "maze":
+            from agent.tasks.maze import AGENT_Z, WALL_HEIGHT
+
+            layout = task.layout
+            grid = MazeGrid(walls=layout.walls.copy(), wall_height=WALL_HEIGHT)
+            return cls(
+                task="maze",
+                name=config.name,
+                variant=config.variant,
+                camera=camera if camera is not None else task.camera,
+                plane_z=AGENT_Z if plane_z is None else plane_z,
+                extent=grid.bounds(),
+                grid=grid,
+                start=None if layout.start is None else layout.cell_to_xy(layout.start),
+                goal=None if layout.goal is None else layout.cell_to_xy(layout.goal),
+                goal_marker_z=WALL_HEIGHT / 2,
+            )
+        if config.task == "fetch":
+            from agent.config import FETCH_WORKSPACE_HIGH, FETCH_WORKSPACE_LOW
+
+            if camera is None:
+                raise ValueError(
+                    "FetchTask has no calibrated camera: pass camera=agent.tasks.camera.FreeCamera(...) "
+                    "that renders the table top-down"
+                )
+            if plane_z is None:
+                if config.goal is None:
+                    raise ValueError(f"variant '{config.variant}' has no fixed goal; give plane_z")
+                plane_z = float(config.goal[2])
+            return cls(
+                task="fetch",
+                name=config.name,
+                variant=config.variant,
+                camera=camera,
+                plane_z=plane_z,
+                extent=Box(low=FETCH_WORKSPACE_LOW, high=FETCH_WORKSPACE_HIGH, name="workspace"),
+                zones=tuple(
+                    Box(low=z.low, high=z.high, name=f"zone {i + 1}") for i, z in enumerate(config.zones)
+                ),
+                goal=None if config.goal is None else np.asarray(config.goal, dtype=np.float64),
+            )
+        raise ValueError(f"no perception scene for task family {config.task!r}; known: ['fetch', 'maze']")
