@@ -49,6 +49,22 @@ def _eval(args: argparse.Namespace) -> None:
         print(f"wrote {args.json}")
 
 
+def _run(args: argparse.Namespace) -> None:
+    import yaml
+
+    from agent.experiment import load_experiment
+    from agent.loop import run_instruction
+
+    backend = yaml.safe_load(args.perception_config.read_text()) if args.perception_config else None
+    report = run_instruction(
+        load_experiment(args.config), args.run, args.instruction, args.out, args.variant,
+        args.perception, backend, args.seed,
+    )  # fmt: skip
+    outcome = "reached the goal" if report.success else "did not reach the goal"
+    print(f"{outcome} ({report.goal}) in variant {report.variant}; "
+          f"failure={report.failed}; video {report.video}; report {args.out / 'report.json'}")  # fmt: skip
+
+
 def _demo_make(args: argparse.Namespace) -> None:
     from agent.tasks import make_task
 
@@ -106,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", help="subset of methods")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("run", help="the agent: instruction + picture -> demo -> mask -> plan and act")
+    p.add_argument("instruction", help='e.g. "go to the red ball"')
+    p.add_argument("--config", required=True, help="the experiment config the run was trained with")
+    p.add_argument("--run", required=True, type=Path, help="trained run folder")
+    p.add_argument("--variant", help="target world (default: the config's first target)")
+    p.add_argument("--perception", default="geometric", choices=["geometric", "hf", "openai"])
+    p.add_argument("--perception-config", type=Path, help="YAML with the backend's fields (model, base_url, ...)")
+    p.add_argument("--out", type=Path, default=Path("out/run"), help="folder for demo, overlay, video, report")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run)
 
     p = sub.add_parser("demo-make", help="write the scripted observation-only demo of a variant")
     p.add_argument("config", help="a variant config, e.g. configs/maze/t1.yaml")

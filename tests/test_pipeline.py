@@ -80,3 +80,19 @@ def test_bad_experiment_is_refused(configs: Path, tmp_path: Path) -> None:
         "generator: {horizon: 5}\n"
     )
     assert main(["train", str(path), "--run", str(tmp_path / "r")]) == 2
+
+
+def test_run_instruction_end_to_end(experiment_file: Path, tmp_path: Path) -> None:
+    """Picture -> geometric demo -> mask -> goal from words -> act: every artefact is written."""
+    run = tmp_path / "run"
+    train(load_experiment(experiment_file), run, progress=False)
+    out = tmp_path / "agent"
+    assert main(["run", "go to the red ball", "--config", str(experiment_file), "--run", str(run),
+                 "--out", str(out)]) == 0  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    assert report["variant"] == "t1" and report["perception"] == "geometric"
+    assert report["goal"].startswith("the goal marker") and 0 < report["mask_size"] <= 16
+    assert (out / "episode.gif").stat().st_size > 1000
+    assert Path(report["overlay_png"]).exists()
+    demo = json.loads((out / "demo.json").read_text())
+    assert demo["variant"] == "t1" and len(demo["points"]) >= 2

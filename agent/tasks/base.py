@@ -106,6 +106,14 @@ class Task(Protocol):
         """An RGB frame (H, W, 3) uint8 of the env's current state."""
         ...
 
+    def set_goal(self, env: gym.Env, position: np.ndarray) -> None:
+        """Move the env's goal to a world position (a goal read from an instruction)."""
+        ...
+
+    def observation(self, env: gym.Env) -> dict[str, np.ndarray]:
+        """The env's current observation dict, without stepping."""
+        ...
+
     success_key: str
     """The env's info key that flags success ('success' for PointMaze, 'is_success' for Fetch)."""
 

@@ -149,6 +149,12 @@ class FetchTask:
     def render_frame(self, env: gym.Env) -> np.ndarray:
         return np.asarray(env.render())
 
+    def set_goal(self, env: gym.Env, position: np.ndarray) -> None:
+        env.unwrapped.goal = np.asarray(position, dtype=np.float64)[:3].copy()
+
+    def observation(self, env: gym.Env) -> dict[str, np.ndarray]:
+        return env.unwrapped._get_obs()
+
     def positions(self, observations: np.ndarray) -> np.ndarray:
         return observations[..., :3]
 

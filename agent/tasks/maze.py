@@ -261,6 +261,17 @@ class MazeTask:
     def render_frame(self, env: gym.Env) -> np.ndarray:
         return np.asarray(env.render())
 
+    def set_goal(self, env: gym.Env, position: np.ndarray) -> None:
+        """Move the env's goal (and its red marker) to a world position, e.g. one read from words."""
+        sim = env.unwrapped
+        sim.goal = np.asarray(position, dtype=np.float64)[:2].copy()
+        sim.update_target_site_pos()
+
+    def observation(self, env: gym.Env) -> dict[str, np.ndarray]:
+        """The env's current observation dict without stepping it."""
+        sim = env.unwrapped
+        return sim._get_obs(sim.point_env._get_obs()[0])
+
     def positions(self, observations: np.ndarray) -> np.ndarray:
         return observations[..., :2]
 

@@ -1,0 +1,131 @@
+"""`mstt run "INSTRUCTION"`: the agent end to end in one changed world — picture -> demo (perception)
+-> skill mask -> goal from words -> plan and act with the offline-trained skills -> report + video.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import imageio.v2 as imageio
+import numpy as np
+import torch
+
+from agent.demo import Demo
+from agent.evaluate import PlanController
+from agent.experiment import Experiment
+from agent.io import write_json_atomic
+from agent.tasks import make_task
+from agent.train import load_models
+from skills.masks import infer_mask
+from skills.planner import SkillPlanner
+
+VIDEO_EVERY = 4
+"""Record every k-th step in the GIF (the full frame rate makes large files and adds nothing)."""
+VIDEO_FPS = 25
+
+
+@dataclass(frozen=True)
+class RunReport:
+    instruction: str
+    variant: str
+    perception: str
+    goal: str
+    goal_position: list[float]
+    success: bool
+    steps_to_goal: int | None
+    failed: bool
+    """Touched a blocked cell, a zone of the variant, or a box the instruction said to avoid."""
+    cost: float
+    mask_size: int
+    demo_points: int
+    demo_file: str
+    overlay_png: str | None
+    video: str
+
+
+def _batch(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {key: value[None] for key, value in obs.items()}
+
+
+def run_instruction(
+    experiment: Experiment,
+    run: Path,
+    instruction: str,
+    out: Path,
+    variant: str | None = None,
+    perception: str = "geometric",
+    perception_config: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> RunReport:
+    from perception import Scene, draw_demo, make_perceiver, parse_goal
+
+    variant = variant or next(iter(experiment.targets))
+    if variant not in experiment.targets:
+        raise ValueError(f"variant {variant!r} is not a target of {experiment.path}: {sorted(experiment.targets)}")
+    task = make_task(experiment.targets[variant])
+    models = load_models(run)
+    out.mkdir(parents=True, exist_ok=True)
+    env = task.make_env(render_mode="rgb_array")
+    try:
+        obs, _ = env.reset(seed=seed, options=task.reset_options())
+        frame = task.render_frame(env)
+        scene = Scene.from_task(task).observe(frame)
+        goal = parse_goal(instruction, scene)
+        task.set_goal(env, goal.target)
+        obs = task.observation(env)
+        frame = task.render_frame(env)
+
+        perceiver = make_perceiver(perception, {**(perception_config or {}), "overlay_dir": str(out)})
+        # One picture: the backend draws its route (accepted or refused) into out/.
+        demo: Demo = perceiver.perceive(frame, instruction, scene)
+        demo_file = demo.save(out / "demo.json")
+        overlay = perceiver.last_overlay or draw_demo(frame, demo, scene, out / "demo_overlay.png")
+
+        mask, report = infer_mask(
+            demo.positions, models.tokenizer, experiment.config.mask, models.stats.step_length,
+            timestamps=None if demo.timestamps is None else np.asarray(demo.timestamps),
+            dt=None if demo.timestamps is None else models.stats.dt,
+        )  # fmt: skip
+        print(f"demo: {report.message}")
+        planner = SkillPlanner(models.generator, models.tokenizer, models.critic, experiment.config.planner)
+        replan_every = experiment.config.eval.replan_every or models.tokenizer.horizon
+        controller = PlanController(task, planner.plan, mask.cpu(), replan_every, torch.device("cpu"))
+        batch = _batch(obs)
+        controller.reset(batch)
+        frames, success, first, failed, cost = [frame], False, None, False, 0.0
+        avoid = list(goal.avoid)
+        for t in range(task.config.episode_steps):
+            obs, _, _, _, info = env.step(controller.act(batch)[0])
+            batch = _batch(obs)
+            position = obs["achieved_goal"]
+            bad = bool(task.violation(position[None])[0]) or any(bool(box.contains(position)[0]) for box in avoid)
+            failed |= bad
+            cost += bad
+            if info[task.success_key] and not success:
+                success, first = True, t + 1
+            if t % VIDEO_EVERY == 0:
+                frames.append(task.render_frame(env))
+    finally:
+        env.close()
+    video = out / "episode.gif"
+    imageio.mimsave(video, frames, duration=1000 / VIDEO_FPS, loop=0)
+    result = RunReport(
+        instruction=instruction,
+        variant=variant,
+        perception=perception,
+        goal=goal.label,
+        goal_position=[float(v) for v in goal.position],
+        success=success,
+        steps_to_goal=first,
+        failed=failed,
+        cost=cost,
+        mask_size=int(mask.sum()),
+        demo_points=len(demo.points),
+        demo_file=str(demo_file),
+        overlay_png=str(overlay) if overlay else None,
+        video=str(video),
+    )
+    write_json_atomic(asdict(result), out / "report.json")
+    return result
