@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--run", required=True, type=Path)
     b.add_argument("--repeats", type=int, default=20)
     b.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    b.add_argument("--candidates", type=int, default=64, help="N, candidates per decision")
     b.set_defaults(func=_bench_plan)
 
     p = sub.add_parser("theory", help="the tabular masked-Bellman check (the paper's Figure 3)")
@@ -190,7 +191,10 @@ def _bench_plan(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     experiment = load_experiment(args.config)
-    result = planning_latency(load_models(args.run), experiment.config.planner, args.repeats)
+    from dataclasses import replace
+
+    planner = replace(experiment.config.planner, n_candidates=args.candidates)
+    result = planning_latency(load_models(args.run), planner, args.repeats)
     print(json.dumps(result, indent=1))
 
 
