@@ -281,6 +281,7 @@ class Scene:
         if config.task == "fetch":
             from agent.config import FETCH_WORKSPACE_HIGH, FETCH_WORKSPACE_LOW
 
+            camera = camera if camera is not None else getattr(task, "camera", None)
             if camera is None:
                 raise ValueError(
                     "FetchTask has no calibrated camera: pass camera=agent.tasks.camera.FreeCamera(...) "

@@ -74,3 +74,19 @@ def test_source_data_has_detours(configs: Path) -> None:
              for e in episodes]  # fmt: skip
     assert max(lifts) > 0.1  # some episodes go over a box
     assert sum(e.goals_reached for e in episodes) >= 15
+
+
+def test_fixed_camera_calibration(configs: Path) -> None:
+    """The calibrated Fetch camera predicts where the simulator draws the red goal marker."""
+    task = _task(configs, "zone")
+    env = task.make_env(render_mode="rgb_array")
+    try:
+        env.reset(seed=0)
+        frame = task.render_frame(env).astype(int)
+    finally:
+        env.close()
+    red = (frame[..., 0] > 150) & (frame[..., 1] < 60) & (frame[..., 2] < 60)
+    v, u = np.nonzero(red)
+    assert len(u) > 10
+    predicted = task.camera.world_to_pixel(np.asarray(task.config.goal)[None])[0]
+    np.testing.assert_allclose([u.mean() + 0.5, v.mean() + 0.5], predicted, atol=1.5)

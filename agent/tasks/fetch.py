@@ -7,15 +7,19 @@ The zones are a check on the gripper position (the simulator itself is untouched
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from functools import cached_property
 from typing import Any
 
 import gymnasium as gym
 import gymnasium_robotics
 import numpy as np
 
+from gymnasium_robotics.envs.fetch.fetch_env import DEFAULT_CAMERA_CONFIG
+
 from agent.config import FetchConfig, Zone
 from agent.demo import Demo
 from agent.tasks.base import Episode, EpisodeRecorder
+from agent.tasks.camera import FreeCamera
 
 gym.register_envs(gymnasium_robotics)
 
@@ -30,6 +34,8 @@ DETOUR_SIDE = (0.05, 0.15)
 ZONE_CLEARANCE = 0.05
 """Height above a zone's top at which the scripted demo passes over it."""
 ACTION_DIM = 4
+FETCH_FOVY = 45.0
+"""Vertical field of view (degrees) of the Fetch model's free camera (vis.global_.fovy)."""
 TRACK_GAIN = 5.0
 """P gain of the plan tracker's correction (one action unit moves the gripper ~5 cm)."""
 
@@ -132,6 +138,20 @@ class FetchTask:
     @property
     def dataset_id(self) -> str:
         return self.config.dataset.dataset_id or f"mstt/fetch-{self.config.name}-v0"
+
+    @cached_property
+    def camera(self) -> FreeCamera:
+        """The fixed view FetchReach renders with (gymnasium-robotics' default camera of the Fetch
+        envs), as a calibrated pinhole camera."""
+        return FreeCamera(
+            lookat=tuple(float(v) for v in DEFAULT_CAMERA_CONFIG["lookat"]),
+            distance=float(DEFAULT_CAMERA_CONFIG["distance"]),
+            azimuth=float(DEFAULT_CAMERA_CONFIG["azimuth"]),
+            elevation=float(DEFAULT_CAMERA_CONFIG["elevation"]),
+            fovy=FETCH_FOVY,
+            width=self.config.render.width,
+            height=self.config.render.height,
+        )
 
     def make_env(self, render_mode: str | None = None) -> gym.Env:
         env = gym.make(
