@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Protocol
 
 import gymnasium as gym
@@ -19,7 +18,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agent.io import write_json_atomic
 from agent.tasks import Task
 
 Z_95 = 1.959963984540054

@@ -4,7 +4,6 @@ skill graph where masking the shortcut must switch the preferred first skill, an
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,14 +35,6 @@ GAMMA = 0.9
 SHORTCUT = (0, 1)
 LONG_ROUTE = (2, 3, 4, 5)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny nets on a shared 2-core machine run faster (and steadier) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def two_route_episodes() -> tuple[list[dict[str, np.ndarray]], list[np.ndarray]]:

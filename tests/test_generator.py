@@ -3,7 +3,6 @@ range and start pinning, seeded determinism, exact save/load and refusal of fore
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +22,6 @@ from skills.generator import (
 STATE_DIM, ACTION_DIM, HORIZON = 4, 2, 6
 Trained = tuple[TrajectoryGenerator, GeneratorReport, np.ndarray, np.ndarray]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny nets on a shared 2-core machine run faster (and steadier) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_config(**overrides: object) -> GeneratorConfig:

@@ -4,7 +4,6 @@ samplers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -19,40 +18,10 @@ from skills.masks import (
     segment_masks,
     token_sequence,
 )
-from skills.tokenizer import SkillTokenizer, TokenizerConfig, train_tokenizer
+from skills.tokenizer import SkillTokenizer, train_tokenizer
 from skills.windows import augment_path, position_windows, resample_path
 
-STEP = 0.1
-START, GOAL = (0.0, 0.0), (4.0, 0.0)
-VIAS = ((2.0, 2.0), (2.0, 0.0), (2.0, -2.0))
-NOISE = 0.02
-EPISODES_PER_ROUTE = 15
-HORIZON = 8
-# Window starts in this x band are away from the shared start and goal.
-MIDDLE_X = (1.0, 2.8)
-
-TINY = TokenizerConfig(
-    horizon=HORIZON,
-    codebook_size=24,
-    code_dim=8,
-    hidden=64,
-    layers=2,
-    batch_size=256,
-    steps=300,
-    ema_decay=0.9,
-    threshold_ema_dead_code=1.0,
-    kmeans_init_samples=4_000,
-    device="cpu",
-)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    # Tiny models run an order of magnitude faster on one thread when the CPU is shared.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from corridors import EPISODES_PER_ROUTE, GOAL, HORIZON, MIDDLE_X, NOISE, START, STEP, TINY, VIAS
 
 
 def route_polyline(route: int) -> np.ndarray:

@@ -5,7 +5,6 @@ feasible codeword and is flagged, and the real generator and critic plug in."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -28,14 +27,6 @@ NUM_DIRECTIONS = 8
 STATE_DIM, ACTION_DIM, POS_DIM = 4, 2, 2
 STEP = 0.1
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny nets on a shared 2-core machine run faster (and steadier) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class DirectionTokenizer:

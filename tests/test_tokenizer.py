@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,38 +24,7 @@ from skills.tokenizer import (
 )
 from skills.windows import WindowFeatures, position_windows, resample_path, window_features
 
-STEP = 0.1
-START, GOAL = (0.0, 0.0), (4.0, 0.0)
-# Three routes from a common start to a common goal; their middles are >= 1.5 units apart.
-VIAS = ((2.0, 2.0), (2.0, 0.0), (2.0, -2.0))
-NOISE = 0.02
-EPISODES_PER_ROUTE = 15
-HORIZON = 8
-# Window starts in this x band are away from the shared start and goal, where routes must not share tokens.
-MIDDLE_X = (1.0, 2.8)
-
-TINY = TokenizerConfig(
-    horizon=HORIZON,
-    codebook_size=24,
-    code_dim=8,
-    hidden=64,
-    layers=2,
-    batch_size=256,
-    steps=300,
-    ema_decay=0.9,
-    threshold_ema_dead_code=1.0,
-    kmeans_init_samples=4_000,
-    device="cpu",
-)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    # Tiny models run an order of magnitude faster on one thread when the CPU is shared.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from corridors import EPISODES_PER_ROUTE, GOAL, HORIZON, MIDDLE_X, NOISE, START, STEP, TINY, VIAS
 
 
 def corridor_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
