@@ -16,6 +16,7 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from agent.config import ConfigError, load_config  # noqa: E402
+from perception.errors import BackendError  # noqa: E402
 
 EXIT_USER_ERROR = 2
 
@@ -211,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], None] = args.func
     try:
         func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, FileNotFoundError, ValueError, BackendError) as err:
         print(f"mstt {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
