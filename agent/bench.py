@@ -20,13 +20,11 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, {date.today()}"
 
 
-def _median_rate(run: Callable[[], int], repeats: int) -> tuple[float, list[float]]:
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        steps = run()
-        rates.append(steps / (time.perf_counter() - start))
-    return statistics.median(rates), rates
+def _rate(run: Callable[[], int]) -> float:
+    """Steps per second of one call of `run` (which returns the steps it took)."""
+    start = time.perf_counter()
+    steps = run()
+    return steps / (time.perf_counter() - start)
 
 
 def collection_rate(task: Task, transitions: int, repeats: int) -> dict[str, object]:
@@ -47,8 +45,8 @@ def collection_rate(task: Task, transitions: int, repeats: int) -> dict[str, obj
 
     raw_rates, collect_rates = [], []
     for _ in range(repeats):
-        raw_rates.append(_median_rate(raw, 1)[0])
-        collect_rates.append(_median_rate(collect, 1)[0])
+        raw_rates.append(_rate(raw))
+        collect_rates.append(_rate(collect))
     env.close()
     return {
         "machine": machine(),
@@ -81,7 +79,7 @@ def planning_latency(models: object, planner_config: object, repeats: int, demo_
     planner = SkillPlanner(models.generator, models.tokenizer, models.critic, planner_config)  # type: ignore[attr-defined]
     num_skills = models.tokenizer.codebook_size  # type: ignore[attr-defined]
     state_dim = models.generator.state_dim  # type: ignore[attr-defined]
-    goal_dim = models.critic.goal_dim if hasattr(models.critic, "goal_dim") else 2  # type: ignore[attr-defined]
+    goal_dim = models.critic.goal_dim  # type: ignore[attr-defined]
     gen = torch.Generator().manual_seed(0)
     states = torch.zeros(1, state_dim)
     goals = torch.zeros(1, goal_dim)

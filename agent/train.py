@@ -96,15 +96,12 @@ def train(experiment: Experiment, run: Path, progress: bool = True) -> Models:
     task, episodes = source_data(experiment, progress)
     positions = [task.positions(e.observations) for e in episodes]
     steps = np.concatenate([np.linalg.norm(np.diff(p, axis=0), axis=1) for p in positions])
-    env = task.make_env()
-    dt = float(getattr(env.unwrapped, "dt", None) or env.unwrapped.point_env.dt)
-    env.close()
     stats = DataStats(
         dataset_id=task.dataset_id,
         transitions=int(sum(len(e.actions) for e in episodes)),
         episodes=len(episodes),
         step_length=float(np.median(steps)),
-        dt=dt,
+        dt=task.control_dt,
     )
     write_json_atomic(asdict(stats), run / DATA_FILE)
     stride = config.train.windows_stride

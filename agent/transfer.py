@@ -47,7 +47,7 @@ def evaluate_transfer(
     episodes = episodes or settings.episodes
     methods = methods or list(settings.methods)
     models = load_models(run)
-    device = models.generator.device if hasattr(models.generator, "device") else torch.device("cpu")
+    device = models.generator.device
     horizon = models.tokenizer.horizon
     num_skills = models.tokenizer.codebook_size
     replan_every = settings.replan_every or horizon

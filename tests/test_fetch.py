@@ -90,3 +90,12 @@ def test_fixed_camera_calibration(configs: Path) -> None:
     assert len(u) > 10
     predicted = task.camera.world_to_pixel(np.asarray(task.config.goal)[None])[0]
     np.testing.assert_allclose([u.mean() + 0.5, v.mean() + 0.5], predicted, atol=1.5)
+
+
+def test_control_dt_matches_the_env(configs: Path) -> None:
+    task = _task(configs, "source")
+    env = task.make_env()
+    try:
+        assert task.control_dt == pytest.approx(env.unwrapped.dt)
+    finally:
+        env.close()

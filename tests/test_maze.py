@@ -141,3 +141,12 @@ def test_layout_refuses_bad_blocked_cells(configs: Path) -> None:
     config = load_config(configs / "maze/source.yaml").model_copy(update={"blocked": [(5, 1)]})
     with pytest.raises(ValueError, match=r"blocked\[0\]"):
         MazeLayout(config)
+
+
+def test_control_dt_matches_the_env(configs: Path) -> None:
+    task = _task(configs, "source")
+    env = task.make_env()
+    try:
+        assert task.control_dt == env.unwrapped.point_env.dt
+    finally:
+        env.close()

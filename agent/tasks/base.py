@@ -114,6 +114,11 @@ class Task(Protocol):
         """The env's current observation dict, without stepping."""
         ...
 
+    @property
+    def control_dt(self) -> float:
+        """Seconds of simulated time per env step (a demo's timestamps are resampled to it)."""
+        ...
+
     success_key: str
     """The env's info key that flags success ('success' for PointMaze, 'is_success' for Fetch)."""
 

@@ -34,6 +34,8 @@ DETOUR_SIDE = (0.05, 0.15)
 ZONE_CLEARANCE = 0.05
 """Height above a zone's top at which the scripted demo passes over it."""
 ACTION_DIM = 4
+FETCH_DT = 0.04
+"""FetchReach's control period: timestep 0.002 s x n_substeps 20 (checked in the tests)."""
 FETCH_FOVY = 45.0
 """Vertical field of view (degrees) of the Fetch model's free camera (vis.global_.fovy)."""
 TRACK_GAIN = 5.0
@@ -180,6 +182,10 @@ class FetchTask:
 
     success_key = "is_success"
 
+    @property
+    def control_dt(self) -> float:
+        return FETCH_DT
+
     def violation(self, positions: np.ndarray) -> np.ndarray:
         inside = np.zeros(positions.shape[:-1], dtype=bool)
         for zone in self.config.zones:
@@ -247,7 +253,6 @@ class FetchTask:
                     break
             else:
                 raise RuntimeError(f"the scripted demo of '{self.config.variant}' missed the goal")
-            dt = float(env.unwrapped.dt)
         finally:
             env.close()
         return Demo(
@@ -256,5 +261,5 @@ class FetchTask:
             variant=self.config.variant,
             source="scripted",
             points=points,
-            timestamps=[i * dt for i in range(len(points))],
+            timestamps=[i * self.control_dt for i in range(len(points))],
         )

@@ -32,6 +32,8 @@ WALL_HEIGHT = 0.4
 """PointMaze's maze_height (the wall boxes' height in metres at scaling 1)."""
 AGENT_Z = 0.0
 """Height of the point agent's centre: pixel <-> world conversions for the agent use this plane."""
+POINT_DT = 0.01
+"""PointEnv's control period: point.xml's timestep 0.01 s with frame_skip 1 (checked in the tests)."""
 AGENT_RADIUS = 0.1
 """Radius of the point agent's collision sphere (point.xml)."""
 CONTACT_SLACK = 0.05
@@ -277,6 +279,10 @@ class MazeTask:
 
     success_key = "success"
 
+    @property
+    def control_dt(self) -> float:
+        return POINT_DT
+
     @cached_property
     def _blocked_xy(self) -> np.ndarray:
         return np.array([self.layout.cell_to_xy(c) for c in self.layout.blocked]).reshape(-1, 2)
@@ -355,7 +361,6 @@ class MazeTask:
                     f"the scripted expert did not reach the goal of '{self.config.variant}' "
                     f"within {self.config.episode_steps} steps"
                 )
-            dt = float(env.unwrapped.point_env.dt)
         finally:
             env.close()
         return Demo(
@@ -364,5 +369,5 @@ class MazeTask:
             variant=self.config.variant,
             source="scripted",
             points=points,
-            timestamps=[i * dt for i in range(len(points))],
+            timestamps=[i * self.control_dt for i in range(len(points))],
         )
