@@ -37,6 +37,8 @@ class Outcome:
     cost: float
     """Steps spent touching it."""
     steps_to_goal: int | None
+    path: np.ndarray | None = None
+    """(T + 1, P) achieved positions, when the rollout recorded them."""
 
 
 @dataclass(frozen=True)
@@ -162,9 +164,10 @@ def rollout(
     seed: int,
     progress: bool = False,
     desc: str = "episodes",
+    record: bool = False,
 ) -> list[Outcome]:
     """Run `episodes` episodes, `venv.num_envs` at a time; every episode runs its full length
-    (continuing task), all envs in lockstep."""
+    (continuing task), all envs in lockstep. `record` keeps each episode's achieved positions."""
     n_envs = venv.num_envs
     steps = task.config.episode_steps
     outcomes: list[Outcome] = []
@@ -179,8 +182,11 @@ def rollout(
         returns = np.zeros(n_envs)
         failed = np.zeros(n_envs, dtype=bool)
         cost = np.zeros(n_envs)
+        paths = [obs["achieved_goal"].copy()] if record else []
         for t in range(steps):
             obs, reward, _, _, info = venv.step(controller.act(obs))
+            if record:
+                paths.append(obs["achieved_goal"].copy())
             returns += reward
             hit = np.asarray(info[task.success_key], dtype=bool)
             first[hit & ~success] = t + 1
@@ -188,6 +194,7 @@ def rollout(
             bad = task.violation(obs["achieved_goal"])
             failed |= bad
             cost += bad
+        stacked = np.stack(paths, axis=1) if record else None  # (E, T + 1, P)
         for e in range(min(n_envs, episodes - len(outcomes))):
             outcomes.append(
                 Outcome(
@@ -196,6 +203,7 @@ def rollout(
                     failed=bool(failed[e]),
                     cost=float(cost[e]),
                     steps_to_goal=int(first[e]) if success[e] else None,
+                    path=stacked[e] if stacked is not None else None,
                 )
             )
         bar.update(min(n_envs, episodes - bar.n))

@@ -41,7 +41,12 @@ def evaluate_transfer(
     demo_path: Path | None = None,
     methods: list[str] | None = None,
     progress: bool = True,
+    figures: Path | None = None,
 ) -> dict[str, Any]:
+    """Evaluate every method on every target variant; return (and optionally write) the results JSON.
+
+    ``figures``: a folder for one PNG per maze variant (walls, demo, kept and dropped skills, the paths of the
+    ``FIGURE_METHOD`` agent)."""
     config = experiment.config
     settings = config.eval
     episodes = episodes or settings.episodes
@@ -65,7 +70,7 @@ def evaluate_transfer(
         ),
     }
     oracle_inputs = None
-    if "oracle_mask" in methods:
+    if "oracle_mask" in methods or figures is not None:
         source_task, data = source_data(experiment, progress)
         positions = [source_task.positions(e.observations) for e in data]
         oracle_inputs = (positions, [token_sequence(p, models.tokenizer, 1) for p in positions])
@@ -93,7 +98,7 @@ def evaluate_transfer(
             "unmasked": torch.ones(num_skills, dtype=torch.bool),
             "random_mask": random_mask(int(mask.sum()), num_skills, settings.seed),
         }
-        if oracle_inputs is not None:
+        if "oracle_mask" in methods and oracle_inputs is not None:
             masks["oracle_mask"] = oracle_mask(
                 task, *oracle_inputs, horizon, num_skills, settings.oracle_tolerance
             )
@@ -108,9 +113,19 @@ def evaluate_transfer(
                     planner = planners["constant" if method == "mask_only" else "learned"]
                     controller = PlanController(task, planner.plan, masks[method], replan_every, device)
                     mask_size = int(masks[method].sum())
+                draw = figures is not None and method == FIGURE_METHOD and hasattr(task, "layout")
                 outcomes = rollout(
-                    task, venv, controller, episodes, settings.seed, progress, desc=f"{variant}/{method}"
-                )
+                    task, venv, controller, episodes, settings.seed, progress, desc=f"{variant}/{method}",
+                    record=draw,
+                )  # fmt: skip
+                if draw:
+                    assert figures is not None and oracle_inputs is not None
+                    picture = _draw_variant(
+                        task, demo, mask, outcomes, *oracle_inputs, horizon, num_skills,
+                        figures / f"{variant}.png", f"{variant}: {method}",
+                    )  # fmt: skip
+                    if progress:
+                        print(f"[{variant}] wrote {picture}")
                 result = summarise(outcomes, mask_size, controller.fallback_rate)
                 variant_results[method] = result_dict(result)
                 if progress:
@@ -145,4 +160,54 @@ def evaluate_transfer(
     }
     if json_path is not None:
         write_json_atomic(output, json_path)
+    if progress:
+        print(results_table(output))
     return output
+
+
+FIGURE_METHOD = "mstt"
+"""Whose episodes the per-variant figure draws."""
+FIGURE_MAX_PATHS = 20
+FIGURE_WINDOW_STRIDE = 4
+"""Stride of the source windows averaged into each token's drawn mean window."""
+
+
+def _draw_variant(
+    task: Any, demo: Demo, mask: torch.Tensor, outcomes: list[Any], positions: list[np.ndarray],
+    tokens: list[np.ndarray], horizon: int, num_skills: int, path: Path, title: str,
+) -> Path:  # fmt: skip
+    from agent.figures import maze_transfer_figure, token_mean_windows
+    from skills.windows import position_windows
+
+    windows = np.concatenate([position_windows(p, horizon, 1)[: len(t)][::FIGURE_WINDOW_STRIDE] for p, t in
+                              zip(positions, tokens)])  # fmt: skip
+    window_tokens = np.concatenate([t[::FIGURE_WINDOW_STRIDE] for t in tokens])
+    shown = outcomes[:FIGURE_MAX_PATHS]
+    rate = sum(o.success for o in outcomes) / max(1, len(outcomes))
+    return maze_transfer_figure(
+        task.layout,
+        path,
+        demo=np.asarray(demo.positions),
+        token_windows=token_mean_windows(windows, window_tokens, num_skills),
+        mask=mask.numpy(),
+        trajectories=[o.path for o in shown if o.path is not None],
+        successes=[o.success for o in shown],
+        title=f"{title} (goal rate {rate:.0%}, {int(mask.sum())} of {num_skills} skills kept)",
+    )
+
+
+def results_table(output: dict[str, Any]) -> str:
+    """The results JSON as a plain-text table, one row per variant and method."""
+    header = f"{'variant':8s} {'method':12s} {'goal':>6s} {'95% CI':>13s} {'return':>8s} {'failure':>8s} " \
+             f"{'cost':>7s} {'steps':>6s} {'mask':>5s}"  # fmt: skip
+    lines = [header, "-" * len(header)]
+    for variant, methods in output["variants"].items():
+        for method, r in methods.items():
+            lo, hi = r["goal_ci95"]
+            steps = "-" if r["steps_mean"] is None else f"{r['steps_mean']:.0f}"
+            mask = "-" if r["mask_size"] is None else str(r["mask_size"])
+            lines.append(
+                f"{variant:8s} {method:12s} {r['goal_rate']:6.1%} [{lo:4.2f}, {hi:4.2f}] {r['return_mean']:8.1f} "
+                f"{r['failure_rate']:8.1%} {r['cost_mean']:7.1f} {steps:>6s} {mask:>5s}"
+            )
+    return "\n".join(lines)

@@ -18,6 +18,15 @@ Training recipe (and why):
   non-expansion, so the masked operator stays a contraction, it never exceeds the max (no logsumexp-style
   over-estimation), and it does not flip its bootstrap between near-tied skills from one step to the next.
   ``target_temperature = 0`` gives the hard max.
+* Demo-like samples: a share ``segment_goal_fraction`` of the anchored structured masks take as goal the end of
+  their own segment. That is the deployment case (mask = the tokens of one demo, goal = where the demo ends); with
+  hindsight goals alone a segment mask rarely contains a path to the goal, and the critic learned that almost
+  nothing is reachable under a demo-sized mask (values near 0 far from the goal, so it could not rank skills).
+* Data-return lower bound (``return_bound``): where the data's own continuation from the sample reaches the goal
+  using only unmasked skills (every H-step window it runs, in order, has m(z) = 1), that continuation is a
+  feasible policy under m, so its discounted return gamma_H ** j lower-bounds the masked optimum. The target is
+  max(masked Bellman target, bound). It carries value along a long route in one update instead of one skill per
+  round of bootstrapping through the network, and never raises a target above what the data shows is possible.
 * Clipped double Q: ``n_critics`` online nets, the target is the min over their soft-updated target copies;
   ``q_values`` also returns that min, the conservative choice at planning time.
 """
@@ -108,6 +117,14 @@ class CriticConfig:
     """Share of samples whose mask is a union of data segments' tokens instead of Bernoulli, in [0, 1]."""
     anchored_segment_fraction: float = 0.5
     """Share of structured masks whose first segment contains the sample's own window, in [0, 1]."""
+    segment_goal_fraction: float = 0.5
+    """Share of anchored structured masks whose goal is the end of the anchored segment (a demo-like sample: the
+    mask holds a path from s to g); the others keep hindsight goals, in [0, 1]."""
+    return_bound: bool = True
+    """Target = max(masked Bellman target, discounted data return) where the data's continuation reaches the goal
+    through unmasked skills only (see the module doc string)."""
+    return_bound_skills: int = 64
+    """Consecutive skills of the data's continuation the bound looks through (>= 1); longer routes get no bound."""
     segments_per_mask: int = 2
     """A structured mask unions 1..segments_per_mask segments (uniform)."""
     segment_min_windows: int = 2
@@ -151,9 +168,11 @@ class CriticConfig:
         _check(self.prior_steps >= 0, "prior_steps", self.prior_steps, "must be >= 0")
         _check(self.prior_lr > 0, "prior_lr", self.prior_lr, "must be > 0")
         _check(0 < self.keep_prob < 1, "keep_prob", self.keep_prob, "must be in (0, 1)")
-        for name in ("structured_mask_fraction", "anchored_segment_fraction", "her_fraction"):
+        fractions = ("structured_mask_fraction", "anchored_segment_fraction", "segment_goal_fraction", "her_fraction")
+        for name in fractions:
             value = getattr(self, name)
             _check(0 <= value <= 1, name, value, "must be in [0, 1]")
+        _check(self.return_bound_skills >= 1, "return_bound_skills", self.return_bound_skills, "must be >= 1")
         _check(self.segments_per_mask >= 1, "segments_per_mask", self.segments_per_mask, "must be >= 1")
         _check(self.segment_min_windows >= 1, "segment_min_windows", self.segment_min_windows, "must be >= 1")
         _check(
@@ -436,6 +455,47 @@ def masked_bellman_target(
     return torch.where(taken_unmasked, continuing, torch.full_like(continuing, termination_reward))
 
 
+def continuation_return_bound(
+    positions: Tensor,
+    valid: Tensor,
+    goals: Tensor,
+    tokens: Tensor,
+    masks: Tensor,
+    radius: float,
+    discount: float,
+    goal_reward: float = GOAL_REWARD,
+) -> tuple[Tensor, Tensor]:
+    """Discounted return of the data's own continuation, where it is a feasible policy under the mask.
+
+    The continuation runs J consecutive H-step skills from the sample's state: skill j covers positions
+    j*H .. j*H + H - 1 of ``positions`` and has token ``tokens[:, j]``. It earns ``goal_reward`` in the first skill
+    j* that comes within ``radius`` of g, so its return is discount ** j * goal_reward. It is a lower bound on the
+    masked optimum only if skills 0 .. j* are all unmasked.
+
+    Args:
+        positions: (B, J * H, P) positions the continuation reaches, in time order.
+        valid: (B, J * H) bool, False past the end of the episode.
+        goals: (B, P).
+        tokens: (B, J) long tokens of the continuation's skills, PAD_TOKEN where there is none.
+        masks: (B, L) bool.
+        radius: goal radius.
+        discount: skill-level discount gamma ** H.
+        goal_reward: reward of the skill that reaches g.
+
+    Returns:
+        ((B,) bound, meaningless where not defined; (B,) bool, whether the bound is defined).
+    """
+    batch, skills = tokens.shape
+    near = (torch.linalg.vector_norm(positions - goals[:, None], dim=-1) <= radius) & valid  # (B, J * H)
+    reached = near.reshape(batch, skills, -1).any(dim=-1)  # (B, J)
+    first = reached.to(torch.int8).argmax(dim=1)  # (B,) first skill that reaches g (0 where none does)
+    unmasked = masks.gather(1, tokens.clamp_min(0)) & (tokens >= 0)  # (B, J)
+    feasible_prefix = unmasked.to(torch.int8).cumprod(dim=1).bool()  # skills 0 .. j all unmasked
+    defined = reached.any(dim=1) & feasible_prefix.gather(1, first[:, None]).squeeze(1)
+    bound = goal_reward * torch.pow(torch.full_like(goals[:, 0], discount), first.to(goals.dtype))
+    return bound, defined
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Mask and goal sampling (all on device, no host syncs)
 
@@ -473,7 +533,8 @@ def sample_segment_masks(
     generator: torch.Generator,
     anchor_episode: Tensor | None = None,
     anchor_window: Tensor | None = None,
-) -> Tensor:
+    return_first: bool = False,
+) -> Tensor | tuple[Tensor, Tensor, Tensor, Tensor]:
     """Structured masks: unions of the tokens of 1..segments_per_mask contiguous data segments.
 
     Args:
@@ -485,9 +546,10 @@ def sample_segment_masks(
         generator: device RNG.
         anchor_episode, anchor_window: (B,) long; when given, the first segment of row b contains window
             ``anchor_window[b]`` of episode ``anchor_episode[b]`` (indices into the same token table).
+        return_first: also return the first segment of each row as (episode, start window, length).
 
     Returns:
-        (B, L) bool masks.
+        (B, L) bool masks, or (masks, (B,) episode, (B,) start, (B,) length) with ``return_first``.
     """
     device = episode_tokens.device
     lo = torch.full((n,), config.segment_min_windows, device=device, dtype=torch.long)
@@ -510,7 +572,9 @@ def sample_segment_masks(
             start = _uniform_int(torch.zeros_like(windows), windows - length, generator)
         segment = _segment_tokens_mask(episode_tokens, episode, start, length, config.segment_max_windows, num_skills)
         mask |= segment & (k < count)[:, None]
-    return mask
+        if k == 0:
+            first_segment = (episode, start, length)
+    return (mask, *first_segment) if return_first else mask
 
 
 def _pad_token_sequences(sequences: Sequence[Tensor | np.ndarray]) -> tuple[Tensor, Tensor]:
@@ -669,6 +733,8 @@ class CriticReport:
     """Share of training samples whose taken skill was masked (sink targets)."""
     empty_bootstrap_fraction: float
     """Share of unmasked, not-done samples with no feasible in-prior next skill (bootstrap = r_term)."""
+    bound_lifted_fraction: float
+    """Share of training samples whose target the data-return lower bound raised above the Bellman target."""
     steps: int
     """TD steps run."""
     seconds: float
@@ -689,6 +755,7 @@ class _Sampler:
         self.data, self.config, self.generator = transitions, config, generator
         self.segment_table, self.segment_lengths = segment_table, segment_lengths
         self.device = transitions.s.device
+        self.discount = config.gamma**transitions.horizon
         if not config.goal_conditioned:
             assert config.fixed_goal is not None  # checked in CriticConfig
             self.fixed_goal = torch.tensor(config.fixed_goal, device=self.device)
@@ -709,12 +776,17 @@ class _Sampler:
         use_her = torch.rand(idx.shape, generator=gen, device=self.device) < self.config.her_fraction
         return data.achieved[torch.where(use_her, episode, other), torch.where(use_her, future, other_step)]
 
-    def masks(self, idx: Tensor) -> Tensor:
-        """(B,) transition indices -> (B, L) bool training masks (Bernoulli, random segments, anchored segments)."""
+    def masks_and_goals(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """(B,) transition indices -> ((B, L) bool training masks, (B, P) goals).
+
+        Masks are Bernoulli, random segments or anchored segments; goals are hindsight goals, except for the
+        share ``segment_goal_fraction`` of anchored rows, whose goal is where their segment ends (demo-like).
+        """
         data, cfg, gen, n = self.data, self.config, self.generator, idx.shape[0]
+        goals = self.goals(idx)
         bernoulli = torch.rand(n, data.num_skills, generator=gen, device=self.device) < cfg.keep_prob
         free = sample_segment_masks(self.segment_table, self.segment_lengths, n, data.num_skills, cfg, gen)
-        anchored = sample_segment_masks(
+        anchored, episode, start, length = sample_segment_masks(
             data.episode_tokens,
             data.episode_windows,
             n,
@@ -723,12 +795,37 @@ class _Sampler:
             gen,
             anchor_episode=data.episode[idx],
             anchor_window=data.window[idx],
+            return_first=True,
         )
         kind = torch.rand(n, generator=gen, device=self.device)
         use_anchor = torch.rand(n, generator=gen, device=self.device) < cfg.anchored_segment_fraction
         structured = torch.where(use_anchor[:, None], anchored, free)
-        masks = torch.where((kind < cfg.structured_mask_fraction)[:, None], structured, bernoulli)
-        return _ensure_both_taken_cases(masks, data.z[idx])
+        use_structured = kind < cfg.structured_mask_fraction
+        masks = torch.where(use_structured[:, None], structured, bernoulli)
+        if cfg.goal_conditioned:
+            # The last window of the anchored segment starts at step (start + length - 1) * stride; its reward
+            # positions end H steps later: the goal sits there, so the segment reaches it.
+            end_step = (start + length - 1) * data.stride + data.horizon
+            segment_goal = data.achieved[episode, end_step]
+            demo_like = use_structured & use_anchor
+            demo_like &= torch.rand(n, generator=gen, device=self.device) < cfg.segment_goal_fraction
+            goals = torch.where(demo_like[:, None], segment_goal, goals)
+        return _ensure_both_taken_cases(masks, data.z[idx]), goals
+
+    def return_bound(self, idx: Tensor, goals: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
+        """(B,) indices, (B, P) goals, (B, L) masks -> ((B,) data-return bound, (B,) bool where it is defined)."""
+        data, skills = self.data, self.config.return_bound_skills
+        episode, start, window = data.episode[idx], data.start[idx], data.window[idx]
+        steps = start[:, None] + 1 + torch.arange(skills * data.horizon, device=self.device)  # (B, J * H)
+        last = data.episode_length[episode] - 1
+        positions = data.achieved[episode[:, None], torch.minimum(steps, last[:, None])]
+        windows = window[:, None] + torch.arange(skills, device=self.device) * (data.horizon // data.stride)
+        in_episode = windows < data.episode_windows[episode][:, None]
+        tokens = data.episode_tokens[episode[:, None], windows.clamp_max(data.episode_tokens.shape[1] - 1)]
+        tokens = torch.where(in_episode, tokens, torch.full_like(tokens, PAD_TOKEN))
+        return continuation_return_bound(
+            positions, steps <= last[:, None], goals, tokens, masks, self.config.goal_radius, self.discount
+        )
 
 
 def _ensure_both_taken_cases(masks: Tensor, z: Tensor) -> Tensor:
@@ -767,7 +864,7 @@ class _Totals:
     """Report counters kept on the device (no sync per step) and checkpointed with the loop."""
 
     def __init__(self, device: torch.device) -> None:
-        self.values = {k: torch.zeros((), device=device) for k in ("masked", "live", "empty")}
+        self.values = {k: torch.zeros((), device=device) for k in ("masked", "live", "empty", "lifted")}
 
     def add(self, **counts: Tensor) -> None:
         for key, value in counts.items():
@@ -809,6 +906,11 @@ def train_critic(
         raise ValueError(
             f"CriticConfig.fixed_goal has {len(config.fixed_goal)} numbers but positions have {data.pos_dim}"
         )
+    if config.return_bound and data.horizon % data.stride != 0:
+        raise ValueError(
+            f"CriticConfig.return_bound needs windows whose stride ({data.stride}) divides the horizon "
+            f"({data.horizon}): the bound follows the data's back-to-back skills; set return_bound: false"
+        )
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -848,8 +950,7 @@ def train_critic(
     def step(_: int) -> dict[str, Tensor]:
         idx = sampler.indices(config.batch_size)
         z = data.z[idx]
-        goals = sampler.goals(idx)
-        masks = sampler.masks(idx)
+        masks, goals = sampler.masks_and_goals(idx)
         done = goal_reached(data.positions[idx], goals, config.goal_radius)
         reward = done.to(torch.float32) * GOAL_REWARD
         taken_unmasked = masks.gather(1, z[:, None]).squeeze(1)
@@ -861,6 +962,12 @@ def train_critic(
             y = masked_bellman_target(
                 reward, done, taken_unmasked, next_q, allowed, discount, config.target_temperature
             )
+            if config.return_bound:
+                bound, bounded = sampler.return_bound(idx, goals, masks)
+                lifted = bounded & (bound > y)
+                y = torch.where(lifted, bound, y)
+            else:
+                lifted = torch.zeros_like(done)
         q_taken = model.q_ensemble(data.s[idx], masks, goals).gather(
             2, z[None, :, None].expand(config.n_critics, -1, 1)
         ).squeeze(2)  # (n_critics, B)
@@ -872,7 +979,12 @@ def train_critic(
         with torch.no_grad():
             soft_update(target, online, None)
             live = taken_unmasked & ~done
-            totals.add(masked=(~taken_unmasked).sum(), live=live.sum(), empty=(live & ~allowed.any(dim=1)).sum())
+            totals.add(
+                masked=(~taken_unmasked).sum(),
+                live=live.sum(),
+                empty=(live & ~allowed.any(dim=1)).sum(),
+                lifted=lifted.sum(),
+            )
         return {"td": loss.detach(), "q": q_taken.detach().mean()}
 
     history = run_loop(
@@ -894,6 +1006,7 @@ def train_critic(
         mean_q=mean_q,
         masked_taken_fraction=float(totals.values["masked"]) / samples,
         empty_bootstrap_fraction=float(totals.values["empty"]) / max(1.0, float(totals.values["live"])),
+        bound_lifted_fraction=float(totals.values["lifted"]) / samples,
         steps=config.steps,
         seconds=time.perf_counter() - started,
     )

@@ -18,12 +18,14 @@ from skills.critic import (
     MaskedCritic,
     _ensure_both_taken_cases,
     build_skill_transitions,
+    continuation_return_bound,
     goal_reached,
     masked_bellman_target,
     masked_soft_max,
     prior_support,
     sample_segment_masks,
     train_critic,
+    _Sampler,
 )
 from skills.generator import GeneratorConfig, TrajectoryGenerator
 
@@ -129,6 +131,54 @@ def test_goal_reached_checks_every_position_of_the_window() -> None:
     positions = torch.tensor([[[0.0, 0.0], [1.0, 0.0]], [[0.0, 0.0], [0.5, 0.0]]])
     goals = torch.tensor([[1.1, 0.0], [1.1, 0.0]])
     assert goal_reached(positions, goals, 0.2).tolist() == [True, False]
+
+
+def test_return_bound_is_the_discounted_return_of_an_unmasked_continuation() -> None:
+    # three skills of H = 2 along the x axis; the goal (2.5, 0) is first reached inside skill 1
+    positions = torch.tensor([[[0.5, 0], [1.0, 0], [2.0, 0], [2.5, 0], [3.0, 0], [3.5, 0]]])
+    valid = torch.ones(1, 6, dtype=torch.bool)
+    goal, tokens = torch.tensor([[2.5, 0.0]]), torch.tensor([[4, 5, 6]])
+    every = torch.ones(1, NUM_SKILLS, dtype=torch.bool)
+    bound, defined = continuation_return_bound(positions, valid, goal, tokens, every, 0.1, discount=0.8)
+    assert defined.item() and bound.item() == pytest.approx(0.8)
+    # skill 2 runs after the goal is reached: masking it does not matter; masking skill 1 or 0 does
+    for masked, expected in ((6, True), (5, False), (4, False)):
+        mask = every.clone()
+        mask[0, masked] = False
+        _, defined = continuation_return_bound(positions, valid, goal, tokens, mask, 0.1, discount=0.8)
+        assert defined.item() is expected
+    # a goal the continuation never reaches, or reaches only past the episode's end, gives no bound
+    far = torch.tensor([[9.0, 9.0]])
+    assert not continuation_return_bound(positions, valid, far, tokens, every, 0.1, 0.8)[1].item()
+    cut = valid.clone()
+    cut[0, 2:] = False
+    assert not continuation_return_bound(positions, cut, goal, tokens, every, 0.1, 0.8)[1].item()
+    # a continuation without a skill there (episode over) gives no bound either
+    padded = torch.tensor([[4, -1, -1]])
+    assert not continuation_return_bound(positions, valid, goal, padded, every, 0.1, 0.8)[1].item()
+
+
+def test_demo_like_samples_take_their_segment_end_as_goal() -> None:
+    episodes, tokens = two_route_episodes()
+    data = build_skill_transitions(episodes, tokens, HORIZON, HORIZON, num_skills=NUM_SKILLS)
+    config = tiny_config(
+        structured_mask_fraction=1.0, anchored_segment_fraction=1.0, segment_goal_fraction=1.0,
+        segments_per_mask=1, segment_min_windows=1, segment_max_windows=4, her_fraction=0.0,
+        goal_conditioned=True, fixed_goal=None,
+    )  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    sampler = _Sampler(data, config, data.episode_tokens, data.episode_windows, gen)
+    idx = torch.arange(len(data)).repeat(50)
+    masks, goals = sampler.masks_and_goals(idx)
+    # every goal is where some window of the sample's own episode ends, at or after the sample's own window
+    for i, g, m in zip(idx.tolist(), goals, masks):
+        episode, window = int(data.episode[i]), int(data.window[i])
+        ends = data.achieved[episode, (torch.arange(window, int(data.episode_windows[episode])) + 1) * HORIZON]
+        assert (ends == g).all(dim=1).any()
+    # the data's own continuation then reaches the goal through unmasked skills: the bound is always defined
+    bound, defined = sampler.return_bound(idx, goals, masks)
+    taken = masks[torch.arange(len(idx)), data.z[idx]]
+    assert defined[taken].all() and ((bound > 0) & (bound <= 1))[taken].all()
 
 
 # ---- masks -----------------------------------------------------------------------------------------------------

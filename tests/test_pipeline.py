@@ -38,7 +38,9 @@ def test_train_then_eval_writes_the_documented_json(experiment_file: Path, tmp_p
         assert (run / stage / "model.safetensors").exists()
     out = tmp_path / "eval.json"
     assert main(["eval", str(experiment_file), "--run", str(run), "--episodes", "2", "--json", str(out),
-                 "--methods", "mstt", "unmasked", "oracle_mask", "bc", "--quiet"]) == 0  # fmt: skip
+                 "--methods", "mstt", "unmasked", "oracle_mask", "bc", "--figures", str(tmp_path / "fig"),
+                 "--quiet"]) == 0  # fmt: skip
+    assert (tmp_path / "fig" / "t1.png").stat().st_size > 5000
     result = json.loads(out.read_text())
     assert result["task"] == "maze" and result["episodes"] == 2
     assert set(result["variants"]) == {"t1"}

@@ -1,0 +1,125 @@
+"""The transfer picture of one maze variant: walls (the new ones marked), the observation-only demo, the
+skill tokens its mask keeps and drops, each drawn as its mean source-data window, and the agent's paths.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+
+from agent.tasks.maze import MazeLayout
+
+WALL_COLOUR = "#5b5b5b"
+BLOCKED_COLOUR = "#c0392b"
+DEMO_COLOUR = "#1f5fbf"
+KEPT_COLOUR = "#1e9e4a"
+DROPPED_COLOUR = "#b8b8b8"
+SUCCESS_COLOUR = "#f39c12"
+FAILURE_COLOUR = "#8e44ad"
+FIGURE_DPI = 110
+CELL_INCHES = 0.55
+"""Figure size per maze cell."""
+
+
+def token_mean_windows(windows: np.ndarray, tokens: np.ndarray, num_skills: int) -> np.ndarray:
+    """(M, H, P) source windows, (M,) tokens -> (L, H, P) mean window of each token (NaN where unseen).
+
+    Tokens carry absolute position (see skills/windows.py), so a token's mean window is a place and a motion:
+    drawn on the map it shows where that skill runs and which way.
+    """
+    sums = np.zeros((num_skills, *windows.shape[1:]))
+    np.add.at(sums, tokens, windows)
+    counts = np.bincount(tokens, minlength=num_skills).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / counts[:, None, None]
+
+
+def _save_atomic(figure: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        FigureCanvasAgg(figure).print_png(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def maze_transfer_figure(
+    layout: MazeLayout,
+    path: str | Path,
+    demo: np.ndarray | None = None,
+    token_windows: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    trajectories: Sequence[np.ndarray] = (),
+    successes: Sequence[bool] = (),
+    goal: np.ndarray | None = None,
+    title: str = "",
+) -> Path:
+    """Draw one variant and save it as a PNG (written whole or not at all).
+
+    Args:
+        layout: the variant's grid (its blocked cells are drawn in red).
+        path: output PNG.
+        demo: (K, 2) demo positions.
+        token_windows: (L, H, 2) mean window per token (NaN rows are skipped), from ``token_mean_windows``.
+        mask: (L,) bool, tokens the demo's mask keeps (green) and drops (grey).
+        trajectories: (T, 2) agent paths; ``successes`` colours them (reached the goal or not).
+        goal: (2,) goal position (default: the layout's goal cell).
+        title: figure title.
+    """
+    figure = Figure(figsize=(CELL_INCHES * layout.n_cols + 1.5, CELL_INCHES * layout.n_rows + 0.8))
+    axes = figure.add_subplot()
+    half_w, half_h = layout.n_cols / 2, layout.n_rows / 2
+    blocked = set(layout.blocked)
+    for r, c in np.argwhere(layout.walls):
+        x0, y0 = c - half_w, half_h - r - 1
+        colour = BLOCKED_COLOUR if (int(r), int(c)) in blocked else WALL_COLOUR
+        axes.add_patch(Rectangle((x0, y0), 1, 1, color=colour, linewidth=0))
+    if token_windows is not None and mask is not None:
+        # dropped tokens first so the kept ones stay visible on top
+        for keep, colour, width in ((False, DROPPED_COLOUR, 0.8), (True, KEPT_COLOUR, 1.4)):
+            for window in token_windows[np.asarray(mask, dtype=bool) == keep]:
+                if np.isnan(window).any():
+                    continue
+                axes.plot(window[:, 0], window[:, 1], color=colour, linewidth=width, alpha=0.9)
+                axes.plot(window[-1, 0], window[-1, 1], marker="o", markersize=2.0, color=colour)
+    for trajectory, success in zip(trajectories, list(successes) + [False] * len(trajectories)):
+        colour = SUCCESS_COLOUR if success else FAILURE_COLOUR
+        axes.plot(trajectory[:, 0], trajectory[:, 1], color=colour, linewidth=1.0, alpha=0.7)
+    if demo is not None:
+        axes.plot(demo[:, 0], demo[:, 1], color=DEMO_COLOUR, linewidth=2.5, linestyle="--")
+    if layout.start is not None:
+        axes.plot(*layout.cell_to_xy(layout.start), marker="s", markersize=9, color="black")
+    goal_xy = goal if goal is not None else (layout.cell_to_xy(layout.goal) if layout.goal is not None else None)
+    if goal_xy is not None:
+        axes.plot(*goal_xy, marker="*", markersize=16, color="gold", markeredgecolor="black")
+    axes.set_xlim(-half_w, half_w)
+    axes.set_ylim(-half_h, half_h)
+    axes.set_aspect("equal")
+    axes.set_xticks([])
+    axes.set_yticks([])
+    legend = [
+        Line2D([], [], color=WALL_COLOUR, linewidth=6, label="wall"),
+        Line2D([], [], color=BLOCKED_COLOUR, linewidth=6, label="new wall (target world)"),
+        Line2D([], [], color=DEMO_COLOUR, linewidth=2.5, linestyle="--", label="demo"),
+        Line2D([], [], color=KEPT_COLOUR, label="skill kept by the mask"),
+        Line2D([], [], color=DROPPED_COLOUR, label="skill dropped"),
+        Line2D([], [], color=SUCCESS_COLOUR, label="agent, reached goal"),
+        Line2D([], [], color=FAILURE_COLOUR, label="agent, did not"),
+    ]
+    axes.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
+    if title:
+        axes.set_title(title, fontsize=9)
+    figure.tight_layout()
+    return _save_atomic(figure, Path(path))
