@@ -44,8 +44,24 @@ def _eval(args: argparse.Namespace) -> None:
 
     evaluate_transfer(
         load_experiment(args.config), args.run, args.episodes, args.json, args.demo, args.methods,
-        progress=not args.quiet,
+        progress=not args.quiet, figures=args.figures, observation=args.observation,
     )  # fmt: skip
+    if args.json:
+        print(f"wrote {args.json}")
+
+
+def _offline(args: argparse.Namespace) -> None:
+    from agent.offline import evaluate_offline, load_offline_experiment
+
+    experiment = load_offline_experiment(args.config)
+    if args.decoder is not None:
+        experiment = experiment.with_decoder(args.decoder)
+    result = evaluate_offline(experiment, args.run, args.episodes, args.json, args.methods, progress=not args.quiet)
+    for method, metrics in result["methods"].items():
+        lo, hi = metrics["success_ci95"]
+        score = metrics["normalised_score"]
+        print(f"{method:4s} success {metrics['success_rate']:.2f} [{lo:.2f}, {hi:.2f}]  "
+              f"return {metrics['return_mean']:.1f}  score {'n/a' if score is None else f'{score:.1f}'}")  # fmt: skip
     if args.json:
         print(f"wrote {args.json}")
 
@@ -121,8 +137,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="metrics JSON to write")
     p.add_argument("--demo", type=Path, help="demo JSON to use instead of the scripted demos")
     p.add_argument("--methods", nargs="+", help="subset of methods")
+    p.add_argument(
+        "--observation", choices=["state", "pixels"],
+        help="what the agent sees (default: the config's eval.observation); pixels = rendered frames only",
+    )
+    p.add_argument(
+        "--figures", type=Path, help="folder for one PNG per maze variant: demo, kept/dropped skills, agent paths"
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("offline", help="offline RL: train DDS, IQL and BC on one source dataset and evaluate all")
+    p.add_argument("config", help="an offline experiment config, e.g. configs/offline/umaze.yaml")
+    p.add_argument("--run", required=True, type=Path, help="run folder (resumed if it exists)")
+    p.add_argument("--episodes", type=int, help="episodes per method (default: the config's)")
+    p.add_argument("--json", type=Path, help="metrics JSON to write")
+    p.add_argument("--methods", nargs="+", help="subset of dds, iql, bc")
+    p.add_argument("--decoder", choices=["diffusion", "mlp"], help="override the DDS action decoder (ablation; use a new --run)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_offline)
 
     p = sub.add_parser("run", help="the agent: instruction + picture -> demo -> mask -> plan and act")
     p.add_argument("instruction", help='e.g. "go to the red ball"')

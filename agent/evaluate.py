@@ -151,9 +151,20 @@ class PolicyController:
         return self._act(obs["observation"], obs["desired_goal"])
 
 
-def make_vector_env(task: Task, n_envs: int) -> gym.vector.SyncVectorEnv:
-    """One vector env per map, reused for every method and episode (each maze env writes an XML)."""
-    return gym.vector.SyncVectorEnv([task.make_env for _ in range(n_envs)])
+def make_vector_env(task: Task, n_envs: int, observation: str = "state") -> gym.vector.SyncVectorEnv:
+    """One vector env per map, reused for every method and episode (each maze env writes an XML).
+
+    ``observation``: "state" (the simulator's own observation) or "pixels" (the agent sees rendered frames
+    only; see agent/pixels.py)."""
+    if observation == "state":
+        return gym.vector.SyncVectorEnv([task.make_env for _ in range(n_envs)])
+    if observation == "pixels":
+        from agent.pixels import PixelObservation
+
+        return gym.vector.SyncVectorEnv(
+            [lambda: PixelObservation(task.make_env(render_mode="rgb_array"), task) for _ in range(n_envs)]
+        )
+    raise ValueError(f"observation must be 'state' or 'pixels', got {observation!r}")
 
 
 def rollout(
@@ -174,7 +185,7 @@ def rollout(
     bar = tqdm(total=episodes, desc=desc, disable=not progress, leave=False)
     batch = 0
     while len(outcomes) < episodes:
-        obs, _ = venv.reset(seed=seed + batch * n_envs, options=task.reset_options())
+        obs, info = venv.reset(seed=seed + batch * n_envs, options=task.reset_options())
         batch += 1
         controller.reset(obs)
         success = np.zeros(n_envs, dtype=bool)
@@ -182,16 +193,17 @@ def rollout(
         returns = np.zeros(n_envs)
         failed = np.zeros(n_envs, dtype=bool)
         cost = np.zeros(n_envs)
-        paths = [obs["achieved_goal"].copy()] if record else []
+        paths = [_true_position(obs, info)] if record else []
         for t in range(steps):
             obs, reward, _, _, info = venv.step(controller.act(obs))
+            position = _true_position(obs, info)
             if record:
-                paths.append(obs["achieved_goal"].copy())
+                paths.append(position)
             returns += reward
             hit = np.asarray(info[task.success_key], dtype=bool)
             first[hit & ~success] = t + 1
             success |= hit
-            bad = task.violation(obs["achieved_goal"])
+            bad = task.violation(position)
             failed |= bad
             cost += bad
         stacked = np.stack(paths, axis=1) if record else None  # (E, T + 1, P)
@@ -209,6 +221,13 @@ def rollout(
         bar.update(min(n_envs, episodes - bar.n))
     bar.close()
     return outcomes
+
+
+def _true_position(obs: dict[str, np.ndarray], info: dict) -> np.ndarray:
+    """(E, P) the simulator's positions: from info in pixel mode (the agent's own are estimates)."""
+    from agent.pixels import TRUE_POSITION_KEY
+
+    return np.array(info[TRUE_POSITION_KEY] if TRUE_POSITION_KEY in info else obs["achieved_goal"], dtype=float)
 
 
 def result_dict(result: MethodResult) -> dict:

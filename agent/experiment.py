@@ -56,6 +56,8 @@ class EvalSettings(_Strict):
     replan_every: int | None = Field(default=None, gt=0)
     """Steps between decisions; None decides every H steps."""
     methods: list[Method] = list(ALL_METHODS)
+    observation: Literal["state", "pixels"] = "state"
+    """What the agent sees: the simulator's state, or rendered frames only (maze; agent/pixels.py)."""
     oracle_tolerance: float = Field(default=0.02, ge=0, lt=1)
     """oracle_mask drops a token when more than this share of its data windows violate the target."""
     seed: int = 0

@@ -42,11 +42,12 @@ def evaluate_transfer(
     methods: list[str] | None = None,
     progress: bool = True,
     figures: Path | None = None,
+    observation: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate every method on every target variant; return (and optionally write) the results JSON.
 
     ``figures``: a folder for one PNG per maze variant (walls, demo, kept and dropped skills, the paths of the
-    ``FIGURE_METHOD`` agent)."""
+    ``FIGURE_METHOD`` agent). ``observation`` overrides the config's eval.observation ("state" or "pixels")."""
     config = experiment.config
     settings = config.eval
     episodes = episodes or settings.episodes
@@ -102,7 +103,7 @@ def evaluate_transfer(
             masks["oracle_mask"] = oracle_mask(
                 task, *oracle_inputs, horizon, num_skills, settings.oracle_tolerance
             )
-        venv = make_vector_env(task, settings.n_envs)
+        venv = make_vector_env(task, settings.n_envs, observation or settings.observation)
         variant_results: dict[str, Any] = {}
         try:
             for method in methods:
@@ -155,6 +156,7 @@ def evaluate_transfer(
         "task": experiment.source.task,
         "config": str(experiment.path),
         "episodes": episodes,
+        "observation": observation or settings.observation,
         "variants": results,
         "demos": demos,
     }

@@ -41,6 +41,10 @@ def test_train_then_eval_writes_the_documented_json(experiment_file: Path, tmp_p
                  "--methods", "mstt", "unmasked", "oracle_mask", "bc", "--figures", str(tmp_path / "fig"),
                  "--quiet"]) == 0  # fmt: skip
     assert (tmp_path / "fig" / "t1.png").stat().st_size > 5000
+    pixels = tmp_path / "pixels.json"
+    assert main(["eval", str(experiment_file), "--run", str(run), "--episodes", "2", "--json", str(pixels),
+                 "--methods", "mstt", "--observation", "pixels", "--quiet"]) == 0  # fmt: skip
+    assert json.loads(pixels.read_text())["observation"] == "pixels"
     result = json.loads(out.read_text())
     assert result["task"] == "maze" and result["episodes"] == 2
     assert set(result["variants"]) == {"t1"}

@@ -1,0 +1,77 @@
+"""Pixel-only observations: the agent sees rendered top-down frames and nothing else. Its state (position and
+velocity) and the goal are read off each frame through the camera calibration (perception.state), so the same
+skills run from pixels: our stand-in for the paper's Habitat runs, which cannot be installed here.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from agent.tasks import Task
+
+TRUE_POSITION_KEY = "true_achieved_goal"
+"""info key holding the simulator's own position: read by the evaluator for metrics, never by the agent."""
+DEFAULT_VELOCITY_FRAMES = 5
+"""Velocity = (p_t - p_{t-k}) / (k dt): one pixel of centre error (~0.03 world units) over a single 0.01 s step
+would be ~3 units/s of velocity noise; over 5 steps it is ~0.6."""
+
+
+class PixelObservation(gym.Wrapper):
+    """Replace the env's state observation by what the top-down frame shows.
+
+    ``observation`` = (x, y, vx, vy) estimated from frames, ``achieved_goal`` = the estimated position,
+    ``desired_goal`` = the goal marker read off the first frame of the episode. The simulator's position goes to
+    ``info[TRUE_POSITION_KEY]`` so the evaluator can score the episode honestly.
+    """
+
+    def __init__(self, env: gym.Env, task: Task, velocity_frames: int = DEFAULT_VELOCITY_FRAMES) -> None:
+        from perception import Scene
+
+        super().__init__(env)
+        if velocity_frames < 1:
+            raise ValueError(f"velocity_frames must be >= 1, got {velocity_frames!r}")
+        if getattr(env, "render_mode", None) != "rgb_array":
+            raise ValueError("PixelObservation needs an env made with render_mode='rgb_array'")
+        self.task = task
+        self.scene = Scene.from_task(task)
+        self.dt = float(task.control_dt)
+        self.history: deque[np.ndarray] = deque(maxlen=velocity_frames + 1)
+        self.goal = np.zeros(task.pos_dim)
+
+    def _position(self) -> np.ndarray:
+        from perception import estimate_position
+
+        return estimate_position(self.task.render_frame(self.env), self.scene)
+
+    def _observe(self, true_obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        position = self._position()
+        self.history.append(position)
+        frames = len(self.history) - 1
+        velocity = (position - self.history[0]) / (frames * self.dt) if frames else np.zeros_like(position)
+        # MuJoCo draws the body where the previous physics step left it: advance by one step of velocity
+        estimate = position + velocity * self.dt
+        dtype = true_obs["observation"].dtype
+        return {
+            "observation": np.concatenate([estimate, velocity]).astype(dtype),
+            "achieved_goal": estimate.astype(dtype),
+            "desired_goal": self.goal.astype(dtype),
+        }
+
+    def reset(self, **kwargs: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self.history.clear()
+        observed = self.scene.observe(self.task.render_frame(self.env))
+        if observed.goal is None:
+            raise RuntimeError("no goal marker visible in the first frame; pixel mode needs the red goal ball")
+        self.goal = np.asarray(observed.goal, dtype=float)
+        info[TRUE_POSITION_KEY] = obs["achieved_goal"].copy()
+        return self._observe(obs), info
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info[TRUE_POSITION_KEY] = obs["achieved_goal"].copy()
+        return self._observe(obs), reward, terminated, truncated, info
