@@ -44,7 +44,7 @@ def _eval(args: argparse.Namespace) -> None:
 
     evaluate_transfer(
         load_experiment(args.config), args.run, args.episodes, args.json, args.demo, args.methods,
-        progress=not args.quiet, figures=args.figures, observation=args.observation,
+        progress=not args.quiet, figures=args.figures, observation=args.observation, demo_source=args.demo_source,
     )  # fmt: skip
     if args.json:
         print(f"wrote {args.json}")
@@ -136,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, help="episodes per variant and method")
     p.add_argument("--json", type=Path, help="metrics JSON to write")
     p.add_argument("--demo", type=Path, help="demo JSON to use instead of the scripted demos")
+    p.add_argument(
+        "--demo-source", choices=["geometric", "hf", "openai"],
+        help="read each variant's demo off its rendered picture with this perception backend (hf/openai take "
+        "their settings from the default perception config)",
+    )
     p.add_argument("--methods", nargs="+", help="subset of methods")
     p.add_argument(
         "--observation", choices=["state", "pixels"],

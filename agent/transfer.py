@@ -43,11 +43,15 @@ def evaluate_transfer(
     progress: bool = True,
     figures: Path | None = None,
     observation: str | None = None,
+    demo_source: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate every method on every target variant; return (and optionally write) the results JSON.
 
     ``figures``: a folder for one PNG per maze variant (walls, demo, kept and dropped skills, the paths of the
-    ``FIGURE_METHOD`` agent). ``observation`` overrides the config's eval.observation ("state" or "pixels")."""
+    ``FIGURE_METHOD`` agent). ``observation`` overrides the config's eval.observation ("state" or "pixels").
+    ``demo_source``: a perception backend ("geometric", "hf", "openai") that reads each variant's demo off its
+    rendered start frame, instead of the demo files; the JSON then reports how its mask overlaps the scripted
+    demo's."""
     config = experiment.config
     settings = config.eval
     episodes = episodes or settings.episodes
@@ -81,16 +85,20 @@ def evaluate_transfer(
     for variant, target_config in experiment.targets.items():
         task = make_task(target_config)
         demo_file = demo_path or experiment.demo_files.get(variant)
-        demo = Demo.load(demo_file) if demo_file else task.scripted_demo()
-        mask, report = infer_mask(
-            demo.positions,
-            models.tokenizer,
-            config.mask,
-            step_length=models.stats.step_length,
-            timestamps=None if demo.timestamps is None else np.asarray(demo.timestamps),
-            dt=None if demo.timestamps is None else models.stats.dt,
-        )
-        mask = mask.cpu()
+        if demo_source is not None:
+            demo = perceived_demo(task, demo_source, json_path.parent if json_path is not None else None)
+        else:
+            demo = Demo.load(demo_file) if demo_file else task.scripted_demo()
+        mask, report = _demo_mask(demo, models, config.mask)
+        overlap: dict[str, float] = {}
+        if demo_source is not None:
+            scripted = Demo.load(demo_file) if demo_file else task.scripted_demo()
+            reference, _ = _demo_mask(scripted, models, config.mask)
+            both, either = int((mask & reference).sum()), int((mask | reference).sum())
+            overlap = {
+                "scripted_mask_jaccard": both / max(1, either),
+                "scripted_mask_recall": both / max(1, int(reference.sum())),
+            }
         if progress:
             print(f"[{variant}] demo ({demo.source}, {len(demo.points)} points): {report.message}")
         masks = {
@@ -146,6 +154,7 @@ def evaluate_transfer(
             report_extra = {}
         demos[variant] = {
             **report_extra,
+            **overlap,
             "source": demo.source,
             "tokens_active": report.tokens_active,
             "in_distribution_share": report.in_distribution_share,
@@ -165,6 +174,45 @@ def evaluate_transfer(
     if progress:
         print(results_table(output))
     return output
+
+
+DEMO_INSTRUCTION = "go to the red ball"
+"""What a perception backend is asked when `mstt eval --demo-source` reads the demos off the pictures."""
+
+
+def _demo_mask(demo: Demo, models: Any, config: Any) -> tuple[torch.Tensor, Any]:
+    """(L,) bool mask on the CPU and the mask report of one demo."""
+    mask, report = infer_mask(
+        demo.positions,
+        models.tokenizer,
+        config,
+        step_length=models.stats.step_length,
+        timestamps=None if demo.timestamps is None else np.asarray(demo.timestamps),
+        dt=None if demo.timestamps is None else models.stats.dt,
+    )
+    return mask.cpu(), report
+
+
+def perceived_demo(task: Any, backend: str, out: Path | None, backend_config: dict[str, Any] | None = None) -> Demo:
+    """The variant's demo as a perception backend reads it off the rendered start frame (seed 0).
+
+    The demo and its overlay PNG go to ``out`` (named after the variant) when given."""
+    from perception import Scene, draw_demo, make_perceiver
+
+    env = task.make_env(render_mode="rgb_array")
+    try:
+        env.reset(seed=0, options=task.reset_options())
+        frame = task.render_frame(env)
+    finally:
+        env.close()
+    scene = Scene.from_task(task).observe(frame)
+    perceiver = make_perceiver(backend, backend_config or {})
+    demo = perceiver.perceive(frame, DEMO_INSTRUCTION, scene)
+    if out is not None:
+        variant = task.config.variant
+        demo.save(out / f"demo_{backend}_{variant}.json")
+        draw_demo(frame, demo, scene, out / f"demo_{backend}_{variant}.png")
+    return demo
 
 
 FIGURE_METHOD = "mstt"

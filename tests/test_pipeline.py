@@ -43,8 +43,13 @@ def test_train_then_eval_writes_the_documented_json(experiment_file: Path, tmp_p
     assert (tmp_path / "fig" / "t1.png").stat().st_size > 5000
     pixels = tmp_path / "pixels.json"
     assert main(["eval", str(experiment_file), "--run", str(run), "--episodes", "2", "--json", str(pixels),
-                 "--methods", "mstt", "--observation", "pixels", "--quiet"]) == 0  # fmt: skip
-    assert json.loads(pixels.read_text())["observation"] == "pixels"
+                 "--methods", "mstt", "--observation", "pixels", "--demo-source", "geometric",
+                 "--quiet"]) == 0  # fmt: skip
+    result = json.loads(pixels.read_text())
+    assert result["observation"] == "pixels"
+    # the demo was read off T1's picture; its mask is compared with the scripted demo's
+    assert 0.0 < result["demos"]["t1"]["scripted_mask_jaccard"] <= 1.0
+    assert (tmp_path / "demo_geometric_t1.json").exists() and (tmp_path / "demo_geometric_t1.png").exists()
     result = json.loads(out.read_text())
     assert result["task"] == "maze" and result["episodes"] == 2
     assert set(result["variants"]) == {"t1"}
