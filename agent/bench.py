@@ -110,3 +110,62 @@ def planning_latency(models: object, planner_config: object, repeats: int, demo_
         "ddim_sample_ms": ddim,
         "ddpm_100_sample_ms": ddpm,
     }
+
+
+TOKEN_WINDOW_STRIDE = 4
+"""Stride of the source windows the token benchmark encodes (every 4th start: plenty, and 4x cheaper)."""
+
+
+def token_routes(experiment: object, models: object, episodes: int | None = None) -> dict[str, object]:
+    """How well skill tokens separate the routes of a maze whose targets each leave one route open.
+
+    A route's *exclusive cells* lie on its target's shortest start -> goal path and on no other target's. A
+    source window belongs to a route when it starts and ends in that route's exclusive cells. Reported:
+    purity (share of route windows whose token's majority route is their own) and, per target, the share of
+    each route's windows whose token the target's demo mask keeps: high on the open route (coverage, about 0.5
+    when tokens tell the two directions apart), near 0 on the blocked ones (leakage).
+    """
+    import torch
+
+    from agent.demo import Demo
+    from agent.tasks import make_task
+    from agent.train import source_data
+    from skills.masks import infer_mask
+    from skills.windows import position_windows
+
+    targets = {v: make_task(c) for v, c in experiment.targets.items()}  # type: ignore[attr-defined]
+    paths = {v: {tuple(c) for c in t.layout.shortest_path(t.layout.start, t.layout.goal)} for v, t in targets.items()}
+    exclusive = {v: paths[v] - set().union(*(paths[u] for u in paths if u != v)) for v in paths}
+    task, data = source_data(experiment, progress=False)  # type: ignore[arg-type]
+    tokenizer = models.tokenizer  # type: ignore[attr-defined]
+    windows = np.concatenate(
+        [position_windows(task.positions(e.observations), tokenizer.horizon, TOKEN_WINDOW_STRIDE)
+         for e in data[:episodes]]
+    )  # fmt: skip
+    with torch.no_grad():
+        tokens = torch.cat([tokenizer.encode(torch.as_tensor(w, dtype=torch.float32)) for w in
+                            np.array_split(windows, max(1, len(windows) // 20_000))]).cpu().numpy()  # fmt: skip
+    layout = next(iter(targets.values())).layout
+    first = [layout.xy_to_cell(p) for p in windows[:, 0]]
+    last = [layout.xy_to_cell(p) for p in windows[:, -1]]
+    on_route = {v: np.array([a in cells and b in cells for a, b in zip(first, last)]) for v, cells in exclusive.items()}
+    counts = np.zeros((tokenizer.codebook_size, len(on_route)))
+    for j, inside in enumerate(on_route.values()):
+        np.add.at(counts[:, j], tokens[inside], 1)
+    purity = float(counts.max(axis=1).sum() / max(1.0, counts.sum()))
+    share: dict[str, dict[str, float]] = {}
+    for variant, target in targets.items():
+        demo_file = experiment.demo_files.get(variant)  # type: ignore[attr-defined]
+        demo = Demo.load(demo_file) if demo_file else target.scripted_demo()
+        mask, _ = infer_mask(demo.positions, tokenizer, experiment.config.mask,  # type: ignore[attr-defined]
+                             step_length=models.stats.step_length)  # type: ignore[attr-defined]  # fmt: skip
+        kept = mask.cpu().numpy()
+        share[variant] = {route: float(kept[tokens[inside]].mean()) for route, inside in on_route.items()}
+        share[variant]["mask_size"] = int(kept.sum())
+    return {
+        "machine": machine(),
+        "windows": int(len(windows)),
+        "route_windows": {v: int(inside.sum()) for v, inside in on_route.items()},
+        "purity": purity,
+        "mask_share_of_route_windows": share,
+    }

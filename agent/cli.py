@@ -201,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--candidates", type=int, default=64, help="N, candidates per decision")
     b.set_defaults(func=_bench_plan)
 
+    b = bench.add_parser("tokens", help="route purity of skill tokens and demo-mask coverage/leakage per route")
+    b.add_argument("config", help="the experiment config the run was trained with (targets = one open route each)")
+    b.add_argument("--run", required=True, type=Path)
+    b.add_argument("--episodes", type=int, help="source episodes to encode (default: all)")
+    b.set_defaults(func=_bench_tokens)
+
     p = sub.add_parser("theory", help="the tabular masked-Bellman check (the paper's Figure 3)")
     p.add_argument("--json", type=Path, help="curve as JSON")
     p.add_argument("--png", type=Path, help="plot as PNG")
@@ -234,6 +240,17 @@ def _bench_plan(args: argparse.Namespace) -> None:
 
     planner = replace(experiment.config.planner, n_candidates=args.candidates)
     result = planning_latency(load_models(args.run), planner, args.repeats)
+    print(json.dumps(result, indent=1))
+
+
+def _bench_tokens(args: argparse.Namespace) -> None:
+    import json
+
+    from agent.bench import token_routes
+    from agent.experiment import load_experiment
+    from agent.train import load_models
+
+    result = token_routes(load_experiment(args.config), load_models(args.run), args.episodes)
     print(json.dumps(result, indent=1))
 
 

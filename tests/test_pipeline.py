@@ -41,15 +41,6 @@ def test_train_then_eval_writes_the_documented_json(experiment_file: Path, tmp_p
                  "--methods", "mstt", "unmasked", "oracle_mask", "bc", "--figures", str(tmp_path / "fig"),
                  "--quiet"]) == 0  # fmt: skip
     assert (tmp_path / "fig" / "t1.png").stat().st_size > 5000
-    pixels = tmp_path / "pixels.json"
-    assert main(["eval", str(experiment_file), "--run", str(run), "--episodes", "2", "--json", str(pixels),
-                 "--methods", "mstt", "--observation", "pixels", "--demo-source", "geometric",
-                 "--quiet"]) == 0  # fmt: skip
-    result = json.loads(pixels.read_text())
-    assert result["observation"] == "pixels"
-    # the demo was read off T1's picture; its mask is compared with the scripted demo's
-    assert 0.0 < result["demos"]["t1"]["scripted_mask_jaccard"] <= 1.0
-    assert (tmp_path / "demo_geometric_t1.json").exists() and (tmp_path / "demo_geometric_t1.png").exists()
     result = json.loads(out.read_text())
     assert result["task"] == "maze" and result["episodes"] == 2
     assert set(result["variants"]) == {"t1"}
@@ -62,6 +53,29 @@ def test_train_then_eval_writes_the_documented_json(experiment_file: Path, tmp_p
         assert lo <= metrics["goal_rate"] <= hi
     assert methods["unmasked"]["mask_size"] == 16 and methods["bc"]["mask_size"] is None
     assert 0 < methods["mstt"]["mask_size"] < 16
+
+    pixels = tmp_path / "pixels.json"
+    assert main(["eval", str(experiment_file), "--run", str(run), "--episodes", "2", "--json", str(pixels),
+                 "--methods", "mstt", "--observation", "pixels", "--demo-source", "geometric",
+                 "--quiet"]) == 0  # fmt: skip
+    result = json.loads(pixels.read_text())
+    assert result["observation"] == "pixels"
+    # the demo was read off T1's picture; its mask is compared with the scripted demo's
+    assert 0.0 < result["demos"]["t1"]["scripted_mask_jaccard"] <= 1.0
+    assert (tmp_path / "demo_geometric_t1.json").exists() and (tmp_path / "demo_geometric_t1.png").exists()
+
+
+def test_bench_tokens_reports_purity_and_route_shares(
+    experiment_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    train(load_experiment(experiment_file), run, progress=False)
+    capsys.readouterr()
+    assert main(["bench", "tokens", str(experiment_file), "--run", str(run)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0.0 < result["purity"] <= 1.0 and result["route_windows"]["t1"] > 0
+    share = result["mask_share_of_route_windows"]["t1"]
+    assert 0.0 < share["t1"] <= 1.0 and 0 < share["mask_size"] <= 16
 
 
 def test_rerun_skips_finished_stages_and_refuses_other_configs(
