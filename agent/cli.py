@@ -34,7 +34,10 @@ def _train(args: argparse.Namespace) -> None:
     from agent.experiment import load_experiment
     from agent.train import train
 
-    train(load_experiment(args.config), args.run, progress=not args.quiet)
+    experiment = load_experiment(args.config)
+    if args.device is not None:
+        experiment = experiment.with_device(args.device)
+    train(experiment, args.run, progress=not args.quiet)
     print(f"trained every stage into {args.run}")
 
 
@@ -45,6 +48,7 @@ def _eval(args: argparse.Namespace) -> None:
     evaluate_transfer(
         load_experiment(args.config), args.run, args.episodes, args.json, args.demo, args.methods,
         progress=not args.quiet, figures=args.figures, observation=args.observation, demo_source=args.demo_source,
+        device=args.device,
     )  # fmt: skip
     if args.json:
         print(f"wrote {args.json}")
@@ -127,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train tokenizer, critic, generator and BC on the source data")
     p.add_argument("config", help="an experiment config, e.g. configs/maze/mstt.yaml")
     p.add_argument("--run", required=True, type=Path, help="run folder (resumed if it exists)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's train.device)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_train)
 
@@ -142,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "their settings from the default perception config)",
     )
     p.add_argument("--methods", nargs="+", help="subset of methods")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the device each model was trained for)")
     p.add_argument(
         "--observation", choices=["state", "pixels"],
         help="what the agent sees (default: the config's eval.observation); pixels = rendered frames only",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -103,6 +103,12 @@ class Experiment:
     source: TaskConfig
     targets: dict[str, TaskConfig]
     demo_files: dict[str, Path]
+
+    def with_device(self, device: str) -> Experiment:
+        """The same experiment trained on ``device`` ('auto', 'cpu', 'cuda', 'cuda:N'); the fingerprint is
+        unchanged, so a run folder can be resumed on another device."""
+        train = self.config.train.model_copy(update={"device": device})
+        return replace(self, config=self.config.model_copy(update={"train": train}))
 
     def fingerprint(self) -> str:
         """Hash of everything that shapes training; a run folder refuses a different one."""

@@ -186,16 +186,17 @@ def train(experiment: Experiment, run: Path, progress: bool = True) -> Models:
     return Models(tokenizer, critic, generator, bc, stats)
 
 
-def load_models(run: Path) -> Models:
-    """The trained models of a finished run folder."""
+def load_models(run: Path, device: str | None = None) -> Models:
+    """The trained models of a finished run folder, on ``device`` (default: the device each was trained for,
+    'auto' meaning CUDA when available). BC, a small MLP fed numpy, stays where it was saved."""
     missing = [stage for stage in STAGES if not (run / stage / "config.json").exists()]
     if missing:
         raise FileNotFoundError(f"{run}: stages {missing} are not trained; run `mstt train` first")
     stats = DataStats(**json.loads((run / DATA_FILE).read_text()))
     return Models(
-        SkillTokenizer.from_pretrained(run / "tokenizer"),
-        MaskedCritic.from_pretrained(run / "critic"),
-        TrajectoryGenerator.from_pretrained(run / "generator"),
+        SkillTokenizer.from_pretrained(run / "tokenizer", device=device),
+        MaskedCritic.from_pretrained(run / "critic", device=device),
+        TrajectoryGenerator.from_pretrained(run / "generator", device=device),
         BCPolicy.from_pretrained(run / "bc"),
         stats,
     )

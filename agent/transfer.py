@@ -44,6 +44,7 @@ def evaluate_transfer(
     figures: Path | None = None,
     observation: str | None = None,
     demo_source: str | None = None,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate every method on every target variant; return (and optionally write) the results JSON.
 
@@ -56,7 +57,7 @@ def evaluate_transfer(
     settings = config.eval
     episodes = episodes or settings.episodes
     methods = methods or list(settings.methods)
-    models = load_models(run)
+    models = load_models(run, device)
     device = models.generator.device
     horizon = models.tokenizer.horizon
     num_skills = models.tokenizer.codebook_size

@@ -33,13 +33,13 @@ def experiment_file(configs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_train_then_eval_writes_the_documented_json(experiment_file: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    assert main(["train", str(experiment_file), "--run", str(run), "--quiet"]) == 0
+    assert main(["train", str(experiment_file), "--run", str(run), "--device", "cpu", "--quiet"]) == 0
     for stage in ("tokenizer", "critic", "generator", "bc"):
         assert (run / stage / "model.safetensors").exists()
     out = tmp_path / "eval.json"
     assert main(["eval", str(experiment_file), "--run", str(run), "--episodes", "2", "--json", str(out),
                  "--methods", "mstt", "unmasked", "oracle_mask", "bc", "--figures", str(tmp_path / "fig"),
-                 "--quiet"]) == 0  # fmt: skip
+                 "--device", "cpu", "--quiet"]) == 0  # fmt: skip
     assert (tmp_path / "fig" / "t1.png").stat().st_size > 5000
     result = json.loads(out.read_text())
     assert result["task"] == "maze" and result["episodes"] == 2
@@ -96,6 +96,13 @@ def test_rerun_skips_finished_stages_and_refuses_other_configs(
     other.write_text(experiment_file.read_text() + "seed: 5\n")
     with pytest.raises(RunMismatchError, match="fingerprint"):
         train(load_experiment(other), run, progress=False)
+
+
+def test_device_override_keeps_the_fingerprint(experiment_file: Path) -> None:
+    experiment = load_experiment(experiment_file)
+    on_gpu = experiment.with_device("cuda")
+    assert on_gpu.config.train.device == "cuda" and experiment.config.train.device == "cpu"
+    assert on_gpu.fingerprint() == experiment.fingerprint()  # a run folder resumes on another device
 
 
 def test_bad_experiment_is_refused(configs: Path, tmp_path: Path) -> None:
