@@ -3,6 +3,11 @@
 Algorithm 2, kept as the reference the benchmark compares against.
 
 Fallback (when no candidate of an environment survives the mask after ``max_resamples`` resamples): with
+``fallback = "toward_feasible"`` (the default) the planner returns the candidate that ends nearest to where a
+permitted skill starts (the tokenizer's ``token_starts()``): an agent that has left the demo's skills heads back to
+them instead of wandering on among forbidden ones (measured on maze T1: the token-distance fallback kept agents
+roaming a walled-off route). It is flagged in ``Plan.used_fallback`` and its token is masked, so callers must check
+the flag; a tokenizer without ``token_starts`` gets the token-distance fallback. With
 ``fallback = "nearest_feasible"`` the planner returns the candidate whose token is closest to a feasible (unmasked)
 codeword under a token distance, ties broken by Q, and flags it in ``Plan.used_fallback``; the token it returns is
 then masked, so callers must check the flag. The distance comes from, in order: the ``token_distance`` given to the
@@ -23,7 +28,7 @@ import torch
 from einops import rearrange
 
 Tensor = torch.Tensor
-FALLBACKS = ("nearest_feasible", "error")
+FALLBACKS = ("toward_feasible", "nearest_feasible", "error")
 
 
 @runtime_checkable
@@ -69,8 +74,9 @@ class PlannerConfig:
     """N, candidates sampled per environment per round (one generator call for all E * N)."""
     max_resamples: int = 3
     """Extra rounds, only for environments where no candidate survived the mask (>= 0)."""
-    fallback: str = "nearest_feasible"
-    """'nearest_feasible' (flagged choice closest to a feasible codeword) or 'error' (raise RuntimeError)."""
+    fallback: str = "toward_feasible"
+    """'toward_feasible' (flagged candidate ending nearest to a permitted skill's start), 'nearest_feasible'
+    (flagged candidate whose token is closest to a permitted codeword) or 'error' (raise RuntimeError)."""
     pos_start: int = 0
     """First observation index of the position the tokenizer reads (the pos slice is [pos_start, pos_stop))."""
     pos_stop: int = 2
@@ -210,6 +216,16 @@ class SkillPlanner:
         positions = rearrange(candidates[..., self.config.pos_slice], "e n h p -> (e n) h p")
         return _centroid_distance(positions.float(), tokens.reshape(-1), self.num_skills)
 
+    def _fallback(self, candidates: Tensor, tokens: Tensor, masks: Tensor, q_all: Tensor) -> Tensor:
+        """(E, N, H, S + A) candidates none of which is permitted -> (E,) index of the fallback candidate."""
+        starts = getattr(self.tokenizer, "token_starts", None)
+        if self.config.fallback == "toward_feasible" and callable(starts):
+            ends = candidates[:, :, -1, self.config.pos_slice].float()  # (E, N, P)
+            to_start = torch.cdist(ends, starts().to(self.device, torch.float32)[None].expand(ends.shape[0], -1, -1))
+            to_start = to_start.masked_fill(~masks[:, None, :], math.inf).amin(dim=-1)  # (E, N)
+            return to_start.argmin(dim=1)
+        return _nearest_feasible(tokens, masks, q_all, self._distance(candidates, tokens))
+
     # ---- batched plan ---------------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -251,7 +267,7 @@ class SkillPlanner:
                     f"after {self.config.max_resamples} resamples of {n}; raise max_resamples or n_candidates, or "
                     "use fallback='nearest_feasible'"
                 )
-            fallback = _nearest_feasible(tokens, masks, q_all, self._distance(candidates, tokens))
+            fallback = self._fallback(candidates, tokens, masks, q_all)
             best = torch.where(used_fallback, fallback, best)
         env = torch.arange(states.shape[0], device=self.device)
         token = tokens[env, best]
@@ -304,7 +320,7 @@ class SkillPlanner:
             cands = torch.stack([c for c, _ in last])[None]  # (1, n, H, S + A)
             toks = torch.tensor([[z for _, z in last]], device=self.device)
             q_all = self.critic.q_values(s, m, g)
-            pick = int(_nearest_feasible(toks, m, q_all, self._distance(cands, toks))[0])
+            pick = int(self._fallback(cands, toks, m, q_all)[0])
             z = int(toks[0, pick])
             chosen.append(_Choice(cands[0, pick], z, float(q_all[0, z]), 0, True, rounds))
         return Plan(

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from vector_quantize_pytorch import VectorQuantize
 
 from skills.checkpoint import (
     CONFIG_NAME,
@@ -32,6 +31,7 @@ from skills.checkpoint import (
     load_state,
     save_module,
 )
+from skills.quantiser import build_quantizer
 from skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
 from skills.windows import DEFAULT_DISPLACEMENT_SCALE, WindowFeatures, window_features
 
@@ -225,17 +225,10 @@ class SkillTokenizer(nn.Module):
         self._pos_dim = pos_dim
         feature_dim = WindowFeatures.feature_dim(config.horizon, pos_dim)
         self.encoder = _mlp(feature_dim, config.hidden, config.code_dim, config.layers)
-        self.quantizer = VectorQuantize(
-            dim=config.code_dim,
-            codebook_size=config.codebook_size,
-            decay=config.ema_decay,
-            kmeans_init=config.kmeans_init,
-            kmeans_iters=config.kmeans_iters,
-            threshold_ema_dead_code=config.threshold_ema_dead_code,
-            commitment_weight=config.beta,
-            rotation_trick=config.rotation_trick,
-            straight_through=False,
-        )
+        self.quantizer = build_quantizer(
+            config.code_dim, config.codebook_size, config.ema_decay, config.kmeans_init, config.kmeans_iters,
+            config.threshold_ema_dead_code, config.beta, config.rotation_trick,
+        )  # fmt: skip
         self.decoder = _mlp(config.code_dim, config.hidden, feature_dim, config.layers)
         self.register_buffer("feature_mean", torch.zeros(feature_dim))
         self.register_buffer("feature_std", torch.ones(feature_dim))
@@ -369,6 +362,17 @@ class SkillTokenizer(nn.Module):
         self._require_trained()
         decoded = self.decoder(self.quantizer.codebook)  # (L, H*P)
         return torch.cdist(decoded, decoded)
+
+    @torch.no_grad()
+    def token_starts(self) -> torch.Tensor:
+        """(L, P) world position where each skill starts: the absolute start its codeword decodes to.
+
+        The window features begin with the absolute start position (see skills.windows), so the decoder's first
+        P outputs, unnormalised, place every token on the map; the planner's fallback steers towards them.
+        """
+        self._require_trained()
+        decoded = self.decoder(self.quantizer.codebook) * self.feature_std + self.feature_mean  # (L, H*P)
+        return decoded[:, : self.pos_dim]
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """Alias of ``encode``: (B, H, P) -> (B,) tokens."""

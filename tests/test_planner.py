@@ -188,7 +188,7 @@ def test_batched_plan_and_one_at_a_time_reference_agree_on_feasibility() -> None
 
 def test_fallback_is_the_nearest_feasible_codeword_and_flagged() -> None:
     generator = LineGenerator(-math.pi / 3, math.pi / 3)  # tokens 7, 0, 1
-    planner = make_planner(generator, max_resamples=0)
+    planner = make_planner(generator, max_resamples=0, fallback="nearest_feasible")
     masks = torch.zeros(2, NUM_DIRECTIONS, dtype=torch.bool)
     masks[0, 3] = True  # up-left: token 1 (up-right) is 2 steps away, 0 is 3, 7 is 4
     masks[1, 6] = True  # down: token 7 is 1 step away
@@ -219,6 +219,30 @@ def test_fallback_without_a_token_distance_uses_candidate_centroids() -> None:
     plan = planner.plan(torch.zeros(2, STATE_DIM), masks)
     assert plan.used_fallback.tolist() == [True, False]
     assert plan.token[0].item() == 2  # highest Q among the reachable tokens
+
+
+def test_toward_feasible_fallback_heads_for_the_nearest_permitted_skill_start() -> None:
+    class PlacedTokenizer(DirectionTokenizer):
+        """Each direction's skill starts one unit out along that direction."""
+
+        def token_starts(self) -> torch.Tensor:
+            return self.centroids / (STEP * (HORIZON - 1))
+
+    planner = SkillPlanner(
+        LineGenerator(-math.pi / 3, math.pi / 3),  # tokens 7, 0, 1: none permitted below
+        PlacedTokenizer(),
+        TableCritic(torch.linspace(0.8, 0.1, NUM_DIRECTIONS)),
+        PlannerConfig(n_candidates=64, max_resamples=0, pos_stop=POS_DIM),
+    )
+    masks = torch.zeros(2, NUM_DIRECTIONS, dtype=torch.bool)
+    masks[0, 2] = True  # the permitted skill starts straight up: go as far up as the candidates allow
+    masks[1, 6] = True  # ... straight down
+    plan = planner.plan(torch.zeros(2, STATE_DIM), masks)
+    assert plan.used_fallback.all()
+    heading = plan.trajectory[:, -1, 1]  # y at the end of the chosen candidate
+    assert heading[0] > STEP * (HORIZON - 1) * 0.8 and heading[1] < -STEP * (HORIZON - 1) * 0.8
+    reference = planner.plan_one_at_a_time(torch.zeros(2, STATE_DIM), masks)
+    assert reference.used_fallback.all() and reference.trajectory[0, -1, 1] > 0 > reference.trajectory[1, -1, 1]
 
 
 def test_error_fallback_raises() -> None:

@@ -62,6 +62,16 @@ def test_routes_get_different_tokens_away_from_shared_ends(trained) -> None:
     assert pure / middle.sum() >= 0.97
 
 
+def test_token_starts_place_each_skill_where_its_windows_start(trained) -> None:
+    model, _, windows, _ = trained
+    tokens = model.encode(torch.as_tensor(windows, dtype=torch.float32)).numpy()
+    starts = model.token_starts().numpy()  # (L, 2)
+    assert starts.shape == (model.codebook_size, 2)
+    spread = np.linalg.norm(windows[:, 0] - windows[:, 0].mean(axis=0), axis=1).mean()
+    errors = [np.linalg.norm(starts[t] - windows[tokens == t, 0].mean(axis=0)) for t in np.unique(tokens)]
+    assert np.median(errors) < 0.1 * spread  # decoded starts sit on the token's own windows, not in the middle
+
+
 def test_usage_report_matches_training_windows(trained) -> None:
     model, report, windows, _ = trained
     tokens = model.encode(torch.as_tensor(windows, dtype=torch.float32))

@@ -1,0 +1,389 @@
+"""`mstt offline`: standard offline RL on one source dataset. DDS (discrete diffusion skills), IQL over primitive
+actions and BC train on the same data and are evaluated in the same run, many episodes at once in a vector env.
+
+Goal conditioning: the PointMaze data carry the desired goal of every step, so the IQL critics, the DDS high level
+and BC read the observation concatenated with desired_goal. The data are one never-reset stream in which a new
+goal is drawn whenever the current one is reached (D4RL's maze2d recipe); with ``goal_terminals`` a step whose
+sparse reward is 1 (the goal reached) is treated as terminal, because the goal the agent was conditioned on is
+replaced right after it. Evaluation keeps D4RL's convention: a fixed goal per episode, a continuing task, and the
+return counts the steps spent within the goal radius.
+
+Metrics per method: success rate with a 95% Wilson interval, raw return, and the D4RL-normalised score
+100 * (R - random) / (expert - random) with the maze2d-v1 reference returns. Gymnasium's PointMaze-v3 is close to
+but not the same simulator as D4RL's maze2d-v1 (mujoco version, goal noise, start sampling), so the normalised
+score is indicative, not comparable digit for digit with published tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import ValidationError, model_validator
+
+from agent.config import ConfigError, TaskConfig, _format_validation_error, _read_yaml, load_config
+from agent.data import EpisodeArrays
+from agent.experiment import DataSettings, TrainSettings, _Strict
+from agent.io import write_json_atomic
+from skills.action_decoder import DECODER_KINDS
+from skills.bc import BCConfig, BCPolicy, train_bc
+from skills.dds import DDSAgent, DDSConfig, DDSSkills, train_dds
+from skills.iql import IQLConfig, IQLLearner, train_iql
+from skills.relabel import relabel_episode
+from skills.training import LoopSettings
+
+OfflineMethod = Literal["dds", "iql", "bc"]
+ALL_OFFLINE_METHODS: tuple[OfflineMethod, ...] = ("dds", "iql", "bc")
+OFFLINE_STAGES: tuple[OfflineMethod, ...] = ALL_OFFLINE_METHODS
+
+# D4RL's reference returns of the random and the expert policy (d4rl/infos.py, REF_MIN_SCORE / REF_MAX_SCORE):
+#   maze2d-umaze-v1 23.85 / 161.86, maze2d-medium-v1 13.13 / 277.39, maze2d-large-v1 6.7 / 273.99.
+D4RL_MAZE2D_REFERENCE: dict[str, tuple[float, float, str]] = {
+    "umaze": (23.85, 161.86, "maze2d-umaze-v1"),
+    "medium": (13.13, 277.39, "maze2d-medium-v1"),
+    "large": (6.7, 273.99, "maze2d-large-v1"),
+}
+
+
+class ReferenceScores(_Strict):
+    random: float
+    """Return of a random policy (the score's 0)."""
+    expert: float
+    """Return of an expert policy (the score's 100)."""
+    source: str = "config"
+    """Where the numbers come from."""
+
+    @model_validator(mode="after")
+    def _check(self) -> ReferenceScores:
+        if not self.expert > self.random:
+            raise ValueError(f"expert ({self.expert}) must exceed random ({self.random})")
+        return self
+
+
+class OfflineEvalSettings(_Strict):
+    episodes: int = 100
+    """Episodes per method."""
+    n_envs: int = 50
+    """Environments stepped together."""
+    methods: list[OfflineMethod] = list(ALL_OFFLINE_METHODS)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> OfflineEvalSettings:
+        if self.episodes < 1 or self.n_envs < 1:
+            raise ValueError(f"episodes ({self.episodes}) and n_envs ({self.n_envs}) must be >= 1")
+        return self
+
+
+class OfflineConfig(_Strict):
+    experiment: Literal["offline"]
+    source: str
+    """The source variant config whose dataset everything trains on (relative to this file)."""
+    seed: int = 0
+    goal_terminals: bool = True
+    """Treat a step that reaches the desired goal (reward > 0) as terminal; see the module doc string."""
+    data: DataSettings = DataSettings()
+    train: TrainSettings = TrainSettings()
+    dds: DDSConfig = DDSConfig()
+    iql: IQLConfig = IQLConfig()
+    """The primitive-action IQL baseline (H = 1, deterministic AWR actor)."""
+    bc: BCConfig = BCConfig()
+    eval: OfflineEvalSettings = OfflineEvalSettings()
+    reference: ReferenceScores | None = None
+    """Random / expert returns for the normalised score; default: D4RL's maze2d-v1 ones for builtin mazes."""
+
+
+@dataclass(frozen=True)
+class OfflineExperiment:
+    config: OfflineConfig
+    path: Path
+    source: TaskConfig
+
+    def fingerprint(self) -> str:
+        """Hash of everything that shapes training; a run folder refuses a different one."""
+        relevant = {
+            "kind": "offline",
+            "source": self.source.model_dump(),
+            "data": self.config.data.model_dump(),
+            "seed": self.config.seed,
+            "goal_terminals": self.config.goal_terminals,
+            **{k: asdict(getattr(self.config, k)) for k in ("dds", "iql", "bc")},
+        }
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+    def reference(self) -> ReferenceScores | None:
+        if self.config.reference is not None:
+            return self.config.reference
+        builtin = getattr(self.source, "builtin", None)
+        if builtin in D4RL_MAZE2D_REFERENCE:
+            low, high, name = D4RL_MAZE2D_REFERENCE[builtin]
+            return ReferenceScores(random=low, expert=high, source=f"D4RL {name} (d4rl/infos.py)")
+        return None
+
+    def with_decoder(self, kind: str) -> OfflineExperiment:
+        """The same experiment with the DDS decoder swapped (the decoder ablation; a new fingerprint)."""
+        if kind not in DECODER_KINDS:
+            raise ValueError(f"--decoder must be one of {DECODER_KINDS}, got {kind!r}")
+        dds = replace(self.config.dds, decoder=replace(self.config.dds.decoder, kind=kind))
+        return replace(self, config=self.config.model_copy(update={"dds": dds}))
+
+
+def load_offline_experiment(path: str | Path) -> OfflineExperiment:
+    """Load and validate an offline-RL experiment YAML (``experiment: offline``) and its source config."""
+    path = Path(path).resolve()
+    data = _read_yaml(path)
+    if data.get("experiment") != "offline":
+        raise ConfigError(
+            f"{path}: field 'experiment' = {data.get('experiment')!r}: not an offline-RL config "
+            "(expected 'experiment: offline', e.g. configs/offline/umaze.yaml)"
+        )
+    try:
+        config = OfflineConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(path, err)) from None
+    source = load_config(path.parent / config.source)
+    if source.role != "source":
+        raise ConfigError(f"{path}: field 'source' = {config.source!r} is a {source.role} variant")
+    if source.task != "maze":
+        raise ConfigError(f"{path}: field 'source' = {config.source!r}: offline RL supports maze tasks only")
+    return OfflineExperiment(config, path, source)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Data
+
+
+def episode_dicts(episodes: list[EpisodeArrays], goal_terminals: bool) -> list[dict[str, np.ndarray]]:
+    """Loaded episodes -> the dicts DDS and relabelling read (observations, actions, rewards, terminals, goals)."""
+    out = []
+    for e in episodes:
+        terminals = np.asarray(e.terminations, dtype=bool)
+        if goal_terminals:
+            terminals = terminals | (np.asarray(e.rewards) > 0)
+        out.append({
+            "observations": e.observations.astype(np.float32), "actions": e.actions.astype(np.float32),
+            "rewards": e.rewards.astype(np.float32), "terminals": terminals,
+            "goals": e.desired_goal.astype(np.float32),
+        })  # fmt: skip
+    return out
+
+
+def primitive_transitions(episodes: list[dict[str, np.ndarray]], gamma: float) -> dict[str, np.ndarray]:
+    """One-step transitions for primitive IQL: the relabelling with H = 1 plus the executed actions."""
+    parts = [relabel_episode(e["observations"], e["rewards"], e["terminals"], np.zeros(len(e["actions"]), np.int64),
+                             1, gamma, 1, e["goals"]) for e in episodes]  # fmt: skip
+    return {
+        "observations": np.concatenate([p.observations for p in parts]),
+        "goals": np.concatenate([p.goals for p in parts]),
+        "actions": np.concatenate([e["actions"] for e in episodes]),
+        "returns": np.concatenate([p.returns for p in parts]),
+        "discounts": np.concatenate([p.discounts for p in parts]),
+        "dones": np.concatenate([p.dones for p in parts]),
+        "next_observations": np.concatenate([p.next_observations for p in parts]),
+        "next_goals": np.concatenate([p.next_goals for p in parts]),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass(frozen=True)
+class OfflineModels:
+    dds: DDSAgent | None
+    iql: IQLLearner | None
+    bc: BCPolicy | None
+
+
+def _device(component: Any, device: str) -> Any:
+    return component if getattr(component, "device", "auto") != "auto" else replace(component, device=device)
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value):
+        return {k: _plain(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def train_offline(
+    experiment: OfflineExperiment, run: Path, methods: list[str] | None = None, progress: bool = True
+) -> OfflineModels:
+    """Train (or resume, or reuse) every requested method's models into the run folder."""
+    from agent.train import _check_run_folder, source_data
+
+    _check_run_folder(run, experiment)  # type: ignore[arg-type]  # duck-typed: path + fingerprint()
+    config = experiment.config
+    methods = list(methods or config.eval.methods)
+    device = config.train.device
+    stage_done = {"dds": (run / "dds" / "high_level" / "config.json").exists(),
+                  "iql": (run / "iql" / "config.json").exists(), "bc": (run / "bc" / "config.json").exists()}  # fmt: skip
+    episodes: list[dict[str, np.ndarray]] | None = None
+    if not all(stage_done[m] for m in methods):
+        _, loaded = source_data(experiment, progress)  # type: ignore[arg-type]
+        episodes = episode_dicts(loaded, config.goal_terminals)
+
+    def loop(stage: str) -> LoopSettings:
+        return LoopSettings(run / ".training" / stage, config.train.checkpoint_every, progress)
+
+    def report(stage: str, data: dict[str, Any], started: float) -> None:
+        data = {**_plain(data), "seconds_total": time.perf_counter() - started}
+        write_json_atomic(data, run / "reports" / f"{stage}.json")
+        if progress:
+            print(f"{stage}: {json.dumps(data)}")
+
+    dds = iql = bc = None
+    if "dds" in methods:
+        if stage_done["dds"]:
+            dds = DDSAgent.from_pretrained(run / "dds", seed=config.seed)
+        else:
+            started = time.perf_counter()
+            dds_config = _device(config.dds, device)
+            skills = None
+            if (run / "dds" / "skills" / "config.json").exists():
+                skills = DDSSkills.from_pretrained(run / "dds" / "skills")  # killed after stage 1: reuse it
+            dds, dds_report = train_dds(episodes, dds_config, progress, loop, skills)  # type: ignore[arg-type]
+            if skills is None:
+                dds.skills.save_pretrained(run / "dds" / "skills")
+            dds.high_level.save_pretrained(run / "dds" / "high_level")
+            report("dds", asdict(dds_report) if is_dataclass(dds_report) else dds_report, started)
+    if "iql" in methods:
+        if stage_done["iql"]:
+            iql = IQLLearner.from_pretrained(run / "iql")
+        else:
+            started = time.perf_counter()
+            iql_config = _device(config.iql, device)
+            data = primitive_transitions(episodes, iql_config.gamma)  # type: ignore[arg-type]
+            iql, iql_report = train_iql(data, iql_config, "continuous", progress=progress, settings=loop("iql"))
+            iql.save_pretrained(run / "iql")
+            report("iql", asdict(iql_report), started)
+    if "bc" in methods:
+        if stage_done["bc"]:
+            bc = BCPolicy.from_pretrained(run / "bc")
+        else:
+            started = time.perf_counter()
+            assert episodes is not None
+            bc = train_bc(
+                np.concatenate([e["observations"][:-1] for e in episodes]),
+                np.concatenate([e["goals"][:-1] for e in episodes]),
+                np.concatenate([e["actions"] for e in episodes]),
+                _device(config.bc, device), loop("bc"),
+            )  # fmt: skip
+            bc.save_pretrained(run / "bc")
+            report("bc", {"steps": config.bc.steps}, started)
+    return OfflineModels(dds, iql, bc)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+class DDSController:
+    """The evaluate.Controller protocol over a DDSAgent: a skill per env every H steps, decoded closed loop."""
+
+    def __init__(self, agent: DDSAgent, seed: int) -> None:
+        self.agent, self.seed, self.fallback_rate = agent, seed, None
+        self._episode = 0
+
+    def reset(self, obs: dict[str, np.ndarray]) -> None:
+        self.agent.reset(len(obs["observation"]), seed=self.seed + self._episode)
+        self._episode += 1
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.agent.act(obs["observation"], obs["desired_goal"])
+
+
+def _iql_act(learner: IQLLearner):  # type: ignore[no-untyped-def]
+    def act(obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        return learner.act(torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(goal, dtype=torch.float32)).numpy()
+
+    return act
+
+
+def normalised_score(value: float, reference: ReferenceScores) -> float:
+    """D4RL's normalisation: 0 = random policy, 100 = expert."""
+    return 100.0 * (value - reference.random) / (reference.expert - reference.random)
+
+
+def evaluate_offline(
+    experiment: OfflineExperiment,
+    run: Path,
+    episodes: int | None = None,
+    json_path: Path | None = None,
+    methods: list[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train what is missing, then evaluate every method on the same seeds; returns (and writes) the metrics."""
+    from agent.evaluate import PolicyController, make_vector_env, rollout, summarise
+    from agent.tasks import make_task
+
+    config = experiment.config
+    methods = list(methods or config.eval.methods)
+    unknown = sorted(set(methods) - set(ALL_OFFLINE_METHODS))
+    if unknown:
+        raise ValueError(f"--methods: unknown {unknown}; choose from {list(ALL_OFFLINE_METHODS)}")
+    episodes = episodes or config.eval.episodes
+    if episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {episodes}")
+    started = time.perf_counter()
+    models = train_offline(experiment, run, methods, progress)
+    train_seconds = time.perf_counter() - started
+    task = make_task(experiment.source)
+    reference = experiment.reference()
+    venv = make_vector_env(task, min(config.eval.n_envs, episodes))
+    results: dict[str, Any] = {}
+    try:
+        for method in methods:
+            if method == "dds":
+                controller: Any = DDSController(models.dds, config.eval.seed)  # type: ignore[arg-type]
+            elif method == "iql":
+                controller = PolicyController(_iql_act(models.iql))  # type: ignore[arg-type]
+            else:
+                controller = PolicyController(models.bc.act)  # type: ignore[union-attr]
+            began = time.perf_counter()
+            with torch.no_grad():
+                outcomes = rollout(task, venv, controller, episodes, config.eval.seed, progress, desc=method)
+            summary = summarise(outcomes, None, None)
+            returns = np.array([o.episode_return for o in outcomes])
+            entry = {
+                "success_rate": summary.goal_rate,
+                "success_ci95": list(summary.goal_ci95),
+                "return_mean": summary.return_mean,
+                "return_std": float(returns.std()),
+                "normalised_score": normalised_score(summary.return_mean, reference) if reference else None,
+                "steps_to_goal_mean": summary.steps_mean,
+                "eval_seconds": time.perf_counter() - began,
+            }
+            if method == "dds":
+                chosen = np.concatenate(models.dds.chosen) if models.dds.chosen else np.zeros(0, np.int64)  # type: ignore[union-attr]
+                entry["skills_used"] = int(len(np.unique(chosen)))
+            results[method] = entry
+    finally:
+        venv.close()
+    reports = {p.stem: json.loads(p.read_text()) for p in sorted((run / "reports").glob("*.json"))}
+    result = {
+        "experiment": str(experiment.path),
+        "task": experiment.source.task,
+        "source": experiment.source.name,
+        "episodes": episodes,
+        "episode_steps": experiment.source.episode_steps,
+        "decoder": config.dds.decoder.kind,
+        "reference": reference.model_dump() if reference else None,
+        "methods": results,
+        "training": reports,
+        "train_or_load_seconds": train_seconds,
+    }
+    if json_path is not None:
+        write_json_atomic(result, json_path)
+    return result
+
+
+__all__ = ["D4RL_MAZE2D_REFERENCE", "OfflineConfig", "OfflineExperiment", "evaluate_offline",
+           "load_offline_experiment", "normalised_score", "train_offline"]  # fmt: skip
