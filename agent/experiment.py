@@ -8,7 +8,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -125,22 +125,39 @@ def _plain(value: Any) -> Any:
     return asdict(value) if is_dataclass(value) else value
 
 
-def load_experiment(path: str | Path) -> Experiment:
-    """Load and validate an experiment YAML and every variant config it names."""
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def load_experiment_file(
+    path: str | Path, kind: str, model: type[ModelT], hint: str
+) -> tuple[Path, ModelT, TaskConfig]:
+    """Read an experiment YAML of ``experiment: kind``, validate it as ``model`` and load its source world.
+
+    Returns (resolved path, validated config, source variant config); every error names the file and field
+    (``hint`` says what to pass instead when the file is of another kind)."""
     path = Path(path).resolve()
     data = _read_yaml(path)
-    if data.get("experiment") != "mstt":
+    if data.get("experiment") != kind:
         raise ConfigError(
-            f"{path}: field 'experiment' = {data.get('experiment')!r}: not an experiment config "
-            "(expected 'experiment: mstt'; variant configs go to collect/demo-make/render)"
+            f"{path}: field 'experiment' = {data.get('experiment')!r}: not an experiment config of kind "
+            f"{kind!r} (expected 'experiment: {kind}'; {hint})"
         )
     try:
-        config = ExperimentConfig.model_validate(data)
+        config = model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(path, err)) from None
-    source = load_config(path.parent / config.source)
+    source_file = getattr(config, "source")
+    source = load_config(path.parent / source_file)
     if source.role != "source":
-        raise ConfigError(f"{path}: field 'source' = {config.source!r} is a {source.role} variant")
+        raise ConfigError(f"{path}: field 'source' = {source_file!r} is a {source.role} variant")
+    return path, config, source
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Load and validate an experiment YAML and every variant config it names."""
+    path, config, source = load_experiment_file(
+        path, "mstt", ExperimentConfig, "variant configs go to collect/demo-make/render"
+    )
     targets: dict[str, TaskConfig] = {}
     for name in config.targets:
         target = load_config(path.parent / name)

@@ -25,11 +25,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import ValidationError, model_validator
+from pydantic import model_validator
 
-from agent.config import ConfigError, TaskConfig, _format_validation_error, _read_yaml, load_config
+from agent.config import ConfigError, TaskConfig
 from agent.data import EpisodeArrays
-from agent.experiment import DataSettings, TrainSettings, _Strict
+from agent.experiment import DataSettings, TrainSettings, _Strict, load_experiment_file
 from agent.io import write_json_atomic
 from skills.action_decoder import DECODER_KINDS
 from skills.bc import BCConfig, BCPolicy, train_bc
@@ -136,20 +136,9 @@ class OfflineExperiment:
 
 def load_offline_experiment(path: str | Path) -> OfflineExperiment:
     """Load and validate an offline-RL experiment YAML (``experiment: offline``) and its source config."""
-    path = Path(path).resolve()
-    data = _read_yaml(path)
-    if data.get("experiment") != "offline":
-        raise ConfigError(
-            f"{path}: field 'experiment' = {data.get('experiment')!r}: not an offline-RL config "
-            "(expected 'experiment: offline', e.g. configs/offline/umaze.yaml)"
-        )
-    try:
-        config = OfflineConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_format_validation_error(path, err)) from None
-    source = load_config(path.parent / config.source)
-    if source.role != "source":
-        raise ConfigError(f"{path}: field 'source' = {config.source!r} is a {source.role} variant")
+    path, config, source = load_experiment_file(
+        path, "offline", OfflineConfig, "e.g. configs/offline/umaze.yaml; MSTT transfer configs go to train/eval"
+    )
     if source.task != "maze":
         raise ConfigError(f"{path}: field 'source' = {config.source!r}: offline RL supports maze tasks only")
     return OfflineExperiment(config, path, source)
