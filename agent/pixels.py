@@ -41,11 +41,23 @@ class PixelObservation(gym.Wrapper):
         self.dt = float(task.control_dt)
         self.history: deque[np.ndarray] = deque(maxlen=velocity_frames + 1)
         self.goal = np.zeros(task.pos_dim)
+        self.hidden_frames = 0
+        """Frames in which the agent's marker could not be found (its position was carried on)."""
 
     def _position(self) -> np.ndarray:
-        from perception import estimate_position
+        """The marker's position in the current frame; where it is hidden (a wall's side can cover the ball in
+        the perspective view), the last estimate carried on by its velocity, and the frame is counted."""
+        from perception import PerceptionError, estimate_position
 
-        return estimate_position(self.task.render_frame(self.env), self.scene)
+        try:
+            return estimate_position(self.task.render_frame(self.env), self.scene)
+        except PerceptionError:
+            if not self.history:
+                raise
+            self.hidden_frames += 1
+            frames = len(self.history) - 1
+            velocity = (self.history[-1] - self.history[0]) / (frames * self.dt) if frames else 0.0
+            return self.history[-1] + velocity * self.dt
 
     def _observe(self, true_obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         position = self._position()

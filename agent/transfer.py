@@ -112,7 +112,7 @@ def evaluate_transfer(
             masks["oracle_mask"] = oracle_mask(
                 task, *oracle_inputs, horizon, num_skills, settings.oracle_tolerance
             )
-        venv = make_vector_env(task, settings.n_envs, observation or settings.observation)
+        venv = make_vector_env(task, min(settings.n_envs, episodes), observation or settings.observation)
         variant_results: dict[str, Any] = {}
         try:
             for method in methods:

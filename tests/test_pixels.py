@@ -46,3 +46,26 @@ def test_pixel_mode_refuses_an_env_without_frames(configs: Path) -> None:
         env.close()
     with pytest.raises(ValueError, match="observation"):
         make_vector_env(task, 1, observation="depth")
+
+
+def test_a_hidden_marker_is_carried_on_by_its_velocity(configs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import perception
+
+    task = make_task(load_config(configs / "maze/t1.yaml"))
+    env = PixelObservation(task.make_env(render_mode="rgb_array"), task)
+    try:
+        env.reset(seed=0, options=task.reset_options())
+        for _ in range(10):
+            obs, _, _, _, info = env.step(np.array([0.0, 1.0]))
+        seen = obs["achieved_goal"].copy()
+
+        def hidden(*args: object) -> np.ndarray:
+            raise perception.PerceptionError("no agent (green marker) visible in the frame")
+
+        monkeypatch.setattr(perception, "estimate_position", hidden)
+        obs, _, _, _, info = env.step(np.array([0.0, 1.0]))
+        assert env.hidden_frames == 1
+        assert obs["achieved_goal"][1] > seen[1]  # still moving up, by the last velocity
+        assert np.linalg.norm(obs["achieved_goal"] - info[TRUE_POSITION_KEY]) < 3 * POSITION_TOLERANCE
+    finally:
+        env.close()
