@@ -251,15 +251,16 @@ def oracle_mask(
     target: Task, positions: list[np.ndarray], tokens: list[np.ndarray], horizon: int,
     num_skills: int, tolerance: float,
 ) -> torch.Tensor:  # fmt: skip
-    """Tokens whose source-data windows (almost) never touch what the target world forbids:
-    the mask a perfect demo would give. (L,) bool."""
+    """Tokens whose source-data windows (almost) never leave what a perfect demo of the target world covers:
+    the open route's cells where the task defines them (``off_route``, maze), else never touching what the
+    target forbids (``violation``, e.g. a Fetch zone). (L,) bool."""
     from skills.windows import position_windows
 
     seen = np.zeros(num_skills)
     bad = np.zeros(num_skills)
     for pos, tok in zip(positions, tokens):
         windows = position_windows(pos, horizon, 1)[: len(tok)]
-        violating = target.violation(windows).any(axis=1)
+        violating = getattr(target, "off_route", target.violation)(windows).any(axis=1)
         np.add.at(seen, tok, 1)
         np.add.at(bad, tok, violating)
     feasible = (seen > 0) & (bad <= tolerance * np.maximum(seen, 1))

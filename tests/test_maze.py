@@ -73,6 +73,18 @@ def test_demo_follows_the_open_route(configs: Path, variant: str) -> None:
     assert not cells & set(task.layout.blocked)
 
 
+@pytest.mark.parametrize("variant", ["t1", "t2", "t3"])
+def test_off_route_is_everything_but_the_open_route(configs: Path, variant: str) -> None:
+    task = _task(configs, variant)
+    layout = task.layout
+    centres = {name: layout.cell_to_xy(cell) for name, cell in ROUTE_CELLS.items()}
+    for name, xy in centres.items():
+        assert task.off_route(xy[None])[0] == (name != OPEN_ROUTE[variant])
+    ends = np.stack([layout.cell_to_xy(layout.start), layout.cell_to_xy(layout.goal)])
+    assert not task.off_route(ends).any()
+    assert not task.off_route(np.asarray(task.scripted_demo().positions)).any()  # a perfect demo stays on it
+
+
 @pytest.mark.parametrize("variant", ["source", "t1"])
 def test_blocked_corridor_stops_a_point_driven_into_it(configs: Path, variant: str) -> None:
     """Push east along the middle route's lower corridor (row 7) from cell (7, 5)."""

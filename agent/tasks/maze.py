@@ -294,6 +294,22 @@ class MazeTask:
         gap = np.abs(positions[..., None, :] - self._blocked_xy).max(axis=-1)
         return (gap <= 0.5 + AGENT_RADIUS + CONTACT_SLACK).any(axis=-1)
 
+    @cached_property
+    def _route_cells(self) -> np.ndarray:
+        """(rows, cols) bool: the cells of the variant's shortest start -> goal route."""
+        on_route = np.zeros(self.layout.walls.shape, dtype=bool)
+        if self.layout.start is not None and self.layout.goal is not None:
+            for cell in self.layout.shortest_path(self.layout.start, self.layout.goal):
+                on_route[cell] = True
+        return on_route
+
+    def off_route(self, positions: np.ndarray) -> np.ndarray:
+        """(..., 2) positions -> (...) bool: outside the cells of the shortest start -> goal route, where a
+        perfect demo of this variant never goes (the oracle mask keeps only skills that stay on the route)."""
+        rows = np.floor(self.layout.n_rows / 2 - positions[..., 1]).astype(int).clip(0, self.layout.n_rows - 1)
+        cols = np.floor(positions[..., 0] + self.layout.n_cols / 2).astype(int).clip(0, self.layout.n_cols - 1)
+        return ~self._route_cells[rows, cols]
+
     def track(self, obs: np.ndarray, next_state: np.ndarray, plan_action: np.ndarray) -> np.ndarray:
         """PD towards the plan's next position with its velocity fed forward. The plain PD law lags
         the plan by ~0.45 units and, replanning from the lagging state, halves the agent's speed."""
