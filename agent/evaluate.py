@@ -3,7 +3,8 @@ vector env (one batched planning call per decision), and the metrics land in one
 
 Methods differ only in the mask and the critic they plan with (plus BC, which does not plan):
 mstt (demo mask), unmasked (all skills), oracle_mask (from the true walls or zones), random_mask
-(random tokens, as many as the demo's), mask_only (demo mask, constant critic).
+(random tokens, as many as the demo's), mask_only (demo mask, constant critic). mstt_dds plans like
+mstt but executes each chosen candidate with a DDS action decoder (closed loop) instead of tracking it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -19,6 +20,9 @@ import torch
 from tqdm import tqdm
 
 from agent.tasks import Task
+
+if TYPE_CHECKING:
+    from skills.dds import DDSSkills
 
 Z_95 = 1.959963984540054
 """Normal quantile of the two-sided 95% interval."""
@@ -134,6 +138,76 @@ class PlanController:
         plan_action = self._trajectory[:, k, state_dim:]
         self._k += 1
         return self.task.track(state, next_state, plan_action)
+
+    @property
+    def fallback_rate(self) -> float | None:
+        return self.fallbacks / self.decisions if self.decisions else None
+
+
+class SkillExecutorController:
+    """mstt's plans, executed closed loop by DDS skills instead of tracked.
+
+    At each decision every env's chosen (H, S + A) candidate is cut to its first H_dds steps and encoded into
+    one DDS skill (a single batched encoder call); then, for H_dds steps, each action comes from the DDS
+    decoder given the env's current observation and that skill's code (one batched decoder call per step).
+    Plans, codes and the decoder's noise stay on ``skills``' device; only the actions are copied to the host.
+    """
+
+    def __init__(
+        self,
+        plan: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object],
+        mask: torch.Tensor,
+        skills: DDSSkills,
+        seed: int = 0,
+    ) -> None:
+        self.plan, self.skills, self.seed = plan, skills.eval(), seed
+        self.device = skills.decoder.device
+        self.mask = mask.to(self.device)
+        self.decisions = self.fallbacks = 0
+        self.chosen: list[torch.Tensor] = []
+        """(E,) DDS skill of every decision, on the device."""
+        self._codes: torch.Tensor | None = None
+        self._k = 0
+        self._episode = 0
+        self._noise = torch.Generator(device=self.device).manual_seed(seed)
+
+    @property
+    def horizon(self) -> int:
+        """H_dds: steps each encoded skill is executed before the next decision."""
+        return self.skills.horizon
+
+    def reset(self, obs: dict[str, np.ndarray]) -> None:
+        """Forget the current skills; reseed the decoder's noise per batch of episodes (reproducible)."""
+        self._codes, self._k = None, 0
+        self._noise = torch.Generator(device=self.device).manual_seed(self.seed + self._episode)
+        self._episode += 1
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        state = torch.as_tensor(obs["observation"], dtype=torch.float32, device=self.device)  # (E, S)
+        if self._codes is None or self._k >= self.horizon or self._codes.shape[0] != state.shape[0]:
+            n = state.shape[0]
+            plan = self.plan(
+                state,
+                self.mask.expand(n, -1),
+                torch.as_tensor(obs["desired_goal"], dtype=torch.float32, device=self.device),
+            )
+            trajectory = plan.trajectory.to(self.device)  # type: ignore[attr-defined]  # (E, H, S + A)
+            width = self.skills.state_dim + self.skills.action_dim
+            if trajectory.shape[1] < self.horizon or trajectory.shape[2] != width:
+                raise ValueError(
+                    f"planned candidates are {tuple(trajectory.shape[1:])} (H, S + A); the DDS executor needs at "
+                    f"least {self.horizon} steps of {width} channels (executor_dds.encoder.horizon, source data)"
+                )
+            skills = self.skills.encoder.encode(trajectory[:, : self.horizon])  # (E,)
+            self._codes = self.skills.encoder.code_vectors(skills)  # (E, code_dim)
+            self.chosen.append(skills)
+            self.decisions += n
+            self.fallbacks += int(plan.used_fallback.sum())  # type: ignore[attr-defined]
+            self._k = 0
+        self._k += 1
+        actions = self.skills.decoder.sample(state, self._codes, generator=self._noise)  # (E, A)
+        return actions.cpu().numpy()
 
     @property
     def fallback_rate(self) -> float | None:

@@ -15,15 +15,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from agent.config import ConfigError, TaskConfig, _format_validation_error, _read_yaml, load_config
 from skills.bc import BCConfig
 from skills.critic import CriticConfig
+from skills.dds import DDSConfig
 from skills.generator import GeneratorConfig
 from skills.masks import MaskInferenceConfig
 from skills.planner import PlannerConfig
 from skills.tokenizer import TokenizerConfig
 
-Method = Literal["mstt", "unmasked", "oracle_mask", "random_mask", "mask_only", "bc"]
+Method = Literal["mstt", "mstt_dds", "unmasked", "oracle_mask", "random_mask", "mask_only", "bc"]
 ALL_METHODS: tuple[Method, ...] = (
-    "mstt", "unmasked", "oracle_mask", "random_mask", "mask_only", "bc",
+    "mstt", "mstt_dds", "unmasked", "oracle_mask", "random_mask", "mask_only", "bc",
 )  # fmt: skip
+"""Every eval method; mstt_dds needs the optional ``executor_dds`` stage (see ExperimentConfig)."""
+DEFAULT_METHODS: tuple[Method, ...] = tuple(m for m in ALL_METHODS if m != "mstt_dds")
+"""What eval.methods defaults to: every method that needs no optional stage."""
 
 
 class _Strict(BaseModel):
@@ -55,7 +59,7 @@ class EvalSettings(_Strict):
     """Environments stepped together (one batched planning call per decision)."""
     replan_every: int | None = Field(default=None, gt=0)
     """Steps between decisions; None decides every H steps."""
-    methods: list[Method] = list(ALL_METHODS)
+    methods: list[Method] = list(DEFAULT_METHODS)
     observation: Literal["state", "pixels"] = "state"
     """What the agent sees: the simulator's state, or rendered frames only (maze; agent/pixels.py)."""
     oracle_tolerance: float = Field(default=0.02, ge=0, lt=1)
@@ -80,6 +84,9 @@ class ExperimentConfig(_Strict):
     generator: GeneratorConfig = GeneratorConfig()
     planner: PlannerConfig = PlannerConfig()
     bc: BCConfig = BCConfig()
+    executor_dds: DDSConfig | None = None
+    """Optional DDS skills (encoder + diffusion action decoder, no high level) trained on the source data as
+    MSTT's closed-loop low-level executor (eval method mstt_dds); None trains no such stage."""
     eval: EvalSettings = EvalSettings()
 
     @model_validator(mode="after")
@@ -89,6 +96,13 @@ class ExperimentConfig(_Strict):
                 f"generator.horizon={self.generator.horizon} must equal tokenizer.horizon="
                 f"{self.tokenizer.horizon}: candidates are encoded into skill tokens"
             )
+        if self.executor_dds is not None and self.executor_dds.horizon > self.generator.horizon:
+            raise ValueError(
+                f"executor_dds.encoder.horizon={self.executor_dds.horizon} must not exceed generator.horizon="
+                f"{self.generator.horizon}: the executor encodes the first steps of each planned candidate"
+            )
+        if "mstt_dds" in self.eval.methods and self.executor_dds is None:
+            raise ValueError("eval.methods lists mstt_dds: give an executor_dds section to train its executor")
         if not self.targets:
             raise ValueError("targets: give at least one target variant config")
         return self
@@ -118,6 +132,8 @@ class Experiment:
             "seed": self.config.seed,
             **{k: _plain(getattr(self.config, k)) for k in ("tokenizer", "critic", "generator", "bc")},
         }
+        if self.config.executor_dds is not None:  # absent: run folders trained without it keep their fingerprint
+            relevant["executor_dds"] = _plain(self.config.executor_dds)
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -1,5 +1,6 @@
 """`mstt train`: everything learned offline from the SOURCE dataset only, stage by stage —
-tokenizer, then critic and generator on its tokens, then the BC baseline — into one run folder.
+tokenizer, then critic and generator on its tokens, then the BC baseline, and (when the config has an
+``executor_dds`` section) the DDS skills that can execute MSTT's plans — into one run folder.
 
 A finished stage leaves a checkpoint that later runs reuse; a stage killed midway resumes from
 its last periodic training checkpoint. The run folder records the experiment's fingerprint and
@@ -22,6 +23,7 @@ from agent.experiment import Experiment
 from agent.tasks import Task, make_task
 from skills.bc import BCPolicy, train_bc
 from skills.critic import MaskedCritic, build_skill_transitions, train_critic
+from skills.dds import DDSSkills, skill_windows, train_skills
 from skills.generator import TrajectoryGenerator, generator_windows, train_generator
 from skills.masks import token_sequence
 from skills.tokenizer import SkillTokenizer, train_tokenizer
@@ -31,6 +33,8 @@ from skills.windows import position_windows
 RUN_FILE = "run.json"
 DATA_FILE = "data.json"
 STAGES = ("tokenizer", "critic", "generator", "bc")
+"""Stages every run trains; DDS_STAGE is trained too when the config has an executor_dds section."""
+DDS_STAGE = "dds_skills"
 
 
 class RunMismatchError(ValueError):
@@ -57,6 +61,8 @@ class Models:
     generator: TrajectoryGenerator
     bc: BCPolicy
     stats: DataStats
+    dds_skills: DDSSkills | None = None
+    """DDS encoder + action decoder (the mstt_dds executor); None when the run has no dds_skills stage."""
 
 
 def source_data(experiment: Experiment, progress: bool = True) -> tuple[Task, list[EpisodeArrays]]:
@@ -183,22 +189,47 @@ def train(experiment: Experiment, run: Path, progress: bool = True) -> Models:
         )
         bc.save_pretrained(run / "bc")
         report("bc", {"steps": config.bc.steps}, started)
-    return Models(tokenizer, critic, generator, bc, stats)
+
+    # 5. Optional: DDS skills (encoder + closed-loop action decoder) as an executor of MSTT's plans.
+    dds_skills = None
+    if config.executor_dds is not None:
+        if stage_done(DDS_STAGE):
+            dds_skills = DDSSkills.from_pretrained(run / DDS_STAGE)
+        else:
+            started = time.perf_counter()
+            dds_config = _with_device(config.executor_dds, config)
+            windows = skill_windows(
+                [{"observations": e.observations, "actions": e.actions} for e in episodes],
+                dds_config.horizon,
+                dds_config.window_stride,
+            )
+            dds_skills, dds_report = train_skills(
+                windows, dds_config, episodes[0].observations.shape[1], progress, loop(DDS_STAGE)
+            )
+            dds_skills.save_pretrained(run / DDS_STAGE)
+            report(DDS_STAGE, asdict(dds_report), started)
+    return Models(tokenizer, critic, generator, bc, stats, dds_skills)
 
 
 def load_models(run: Path, device: str | None = None) -> Models:
     """The trained models of a finished run folder, on ``device`` (default: the device each was trained for,
-    'auto' meaning CUDA when available). BC, a small MLP fed numpy, stays where it was saved."""
+    'auto' meaning CUDA when available). BC, a small MLP fed numpy, stays where it was saved. The optional DDS
+    skills are loaded when the run has them, beside the generator (they execute its plans)."""
     missing = [stage for stage in STAGES if not (run / stage / "config.json").exists()]
     if missing:
         raise FileNotFoundError(f"{run}: stages {missing} are not trained; run `mstt train` first")
     stats = DataStats(**json.loads((run / DATA_FILE).read_text()))
+    generator = TrajectoryGenerator.from_pretrained(run / "generator", device=device)
+    dds_skills = None
+    if (run / DDS_STAGE / "config.json").exists():
+        dds_skills = DDSSkills.from_pretrained(run / DDS_STAGE, device=device or str(generator.device))
     return Models(
         SkillTokenizer.from_pretrained(run / "tokenizer", device=device),
         MaskedCritic.from_pretrained(run / "critic", device=device),
-        TrajectoryGenerator.from_pretrained(run / "generator", device=device),
+        generator,
         BCPolicy.from_pretrained(run / "bc"),
         stats,
+        dds_skills,
     )
 
 

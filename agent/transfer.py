@@ -18,6 +18,7 @@ from agent.evaluate import (
     ConstantCritic,
     PlanController,
     PolicyController,
+    SkillExecutorController,
     make_vector_env,
     oracle_mask,
     random_mask,
@@ -58,6 +59,11 @@ def evaluate_transfer(
     episodes = episodes or settings.episodes
     methods = methods or list(settings.methods)
     models = load_models(run, device)
+    if "mstt_dds" in methods and models.dds_skills is None:
+        raise ValueError(
+            f"method mstt_dds needs the DDS executor, but {run} has no dds_skills stage: add an executor_dds "
+            f"section to {experiment.path} and run `mstt train` into a run folder"
+        )
     device = models.generator.device
     horizon = models.tokenizer.horizon
     num_skills = models.tokenizer.codebook_size
@@ -104,6 +110,7 @@ def evaluate_transfer(
             print(f"[{variant}] demo ({demo.source}, {len(demo.points)} points): {report.message}")
         masks = {
             "mstt": mask,
+            "mstt_dds": mask,
             "mask_only": mask,
             "unmasked": torch.ones(num_skills, dtype=torch.bool),
             "random_mask": random_mask(int(mask.sum()), num_skills, settings.seed),
@@ -119,6 +126,12 @@ def evaluate_transfer(
                 if method == "bc":
                     controller: Any = PolicyController(models.bc.act)
                     mask_size = None
+                elif method == "mstt_dds":
+                    assert models.dds_skills is not None
+                    controller = SkillExecutorController(
+                        planners["learned"].plan, masks[method], models.dds_skills.to(device), settings.seed
+                    )
+                    mask_size = int(masks[method].sum())
                 else:
                     planner = planners["constant" if method == "mask_only" else "learned"]
                     controller = PlanController(task, planner.plan, masks[method], replan_every, device)

@@ -31,21 +31,23 @@ def experiment_file(configs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     return path
 
 
-def test_train_then_eval_writes_the_documented_json(experiment_file: Path, tmp_path: Path) -> None:
+def test_train_then_eval_writes_the_documented_json(
+    experiment_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tmp_path / "run"
     assert main(["train", str(experiment_file), "--run", str(run), "--device", "cpu", "--quiet"]) == 0
-    for stage in ("tokenizer", "critic", "generator", "bc"):
+    for stage in ("tokenizer", "critic", "generator", "bc", "dds_skills"):  # tiny.yaml has an executor_dds
         assert (run / stage / "model.safetensors").exists()
     out = tmp_path / "eval.json"
     assert main(["eval", str(experiment_file), "--run", str(run), "--episodes", "2", "--json", str(out),
-                 "--methods", "mstt", "unmasked", "oracle_mask", "bc", "--figures", str(tmp_path / "fig"),
-                 "--device", "cpu", "--quiet"]) == 0  # fmt: skip
+                 "--methods", "mstt", "mstt_dds", "unmasked", "oracle_mask", "bc", "--figures",
+                 str(tmp_path / "fig"), "--device", "cpu", "--quiet"]) == 0  # fmt: skip
     assert (tmp_path / "fig" / "t1.png").stat().st_size > 5000
     result = json.loads(out.read_text())
     assert result["task"] == "maze" and result["episodes"] == 2
     assert set(result["variants"]) == {"t1"}
     methods = result["variants"]["t1"]
-    assert set(methods) == {"mstt", "unmasked", "oracle_mask", "bc"}
+    assert set(methods) == {"mstt", "mstt_dds", "unmasked", "oracle_mask", "bc"}
     for metrics in methods.values():
         assert METRICS <= set(metrics)
         assert 0.0 <= metrics["goal_rate"] <= 1.0
@@ -53,6 +55,15 @@ def test_train_then_eval_writes_the_documented_json(experiment_file: Path, tmp_p
         assert lo <= metrics["goal_rate"] <= hi
     assert methods["unmasked"]["mask_size"] == 16 and methods["bc"]["mask_size"] is None
     assert 0 < methods["mstt"]["mask_size"] < 16
+    # the DDS executor runs the same planner and demo mask; only the low level differs
+    assert methods["mstt_dds"]["mask_size"] == methods["mstt"]["mask_size"]
+    assert methods["mstt_dds"]["fallback_rate"] is not None
+    # a run folder without the dds_skills stage refuses mstt_dds, naming the config section
+    (run / "dds_skills").rename(tmp_path / "dds_skills_moved")
+    assert main(["eval", str(experiment_file), "--run", str(run), "--episodes", "2", "--methods", "mstt_dds",
+                 "--device", "cpu", "--quiet"]) == 2  # fmt: skip
+    assert "executor_dds" in capsys.readouterr().err
+    (tmp_path / "dds_skills_moved").rename(run / "dds_skills")
 
     pixels = tmp_path / "pixels.json"
     assert main(["eval", str(experiment_file), "--run", str(run), "--episodes", "2", "--json", str(pixels),
