@@ -30,10 +30,26 @@ def _collect(args: argparse.Namespace) -> None:
     print(summary)
 
 
+def _experiment_kind(path: str) -> str:
+    """The config's `experiment:` field ('mstt' transfer or 'offline' RL), `extends:` resolved."""
+    from agent.config import _read_yaml
+
+    return str(_read_yaml(Path(path).resolve()).get("experiment"))
+
+
 def _train(args: argparse.Namespace) -> None:
     from agent.experiment import load_experiment
     from agent.train import train
 
+    if _experiment_kind(args.config) == "offline":
+        from agent.offline import load_offline_experiment, train_offline
+
+        offline = load_offline_experiment(args.config)
+        if args.device is not None:
+            offline = offline.with_device(args.device)
+        train_offline(offline, args.run, progress=not args.quiet)
+        print(f"trained every method of {args.config} into {args.run}")
+        return
     experiment = load_experiment(args.config)
     if args.device is not None:
         experiment = experiment.with_device(args.device)
@@ -45,6 +61,10 @@ def _eval(args: argparse.Namespace) -> None:
     from agent.experiment import load_experiment
     from agent.transfer import evaluate_transfer
 
+    if _experiment_kind(args.config) == "offline":
+        args.decoder = None
+        _offline(args)
+        return
     evaluate_transfer(
         load_experiment(args.config), args.run, args.episodes, args.json, args.demo, args.methods,
         progress=not args.quiet, figures=args.figures, observation=args.observation, demo_source=args.demo_source,

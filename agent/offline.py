@@ -126,6 +126,11 @@ class OfflineExperiment:
             return ReferenceScores(random=low, expert=high, source=f"D4RL {name} (d4rl/infos.py)")
         return None
 
+    def with_device(self, device: str) -> OfflineExperiment:
+        """The same experiment trained on ``device``; the fingerprint is unchanged (device is not in it)."""
+        train = self.config.train.model_copy(update={"device": device})
+        return replace(self, config=self.config.model_copy(update={"train": train}))
+
     def with_decoder(self, kind: str) -> OfflineExperiment:
         """The same experiment with the DDS decoder swapped (the decoder ablation; a new fingerprint)."""
         if kind not in DECODER_KINDS:

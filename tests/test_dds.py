@@ -229,6 +229,16 @@ def offline_file(configs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     return path
 
 
+def test_train_and_eval_select_the_offline_algorithms_by_the_config(offline_file: Path, tmp_path: Path) -> None:
+    from agent.cli import main
+
+    run, out = tmp_path / "run", tmp_path / "eval.json"
+    assert main(["train", str(offline_file), "--run", str(run), "--device", "cpu", "--quiet"]) == 0
+    assert (run / "dds").is_dir() and (run / "iql").is_dir() and (run / "bc").is_dir()
+    assert main(["eval", str(offline_file), "--run", str(run), "--episodes", "2", "--json", str(out), "--quiet"]) == 0
+    assert set(json.loads(out.read_text())["methods"]) == {"dds", "iql", "bc"}
+
+
 def test_offline_cli_end_to_end(offline_file: Path, tmp_path: Path) -> None:
     from agent.cli import main
 
