@@ -12,13 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from agent.pixels import TRUE_POSITION_KEY, PixelObservation
 from agent.tasks import Task
 
 if TYPE_CHECKING:
@@ -96,7 +97,35 @@ class Controller(Protocol):
         ...
 
 
-class PlanController:
+class _Decisions:
+    """What the planning controllers share: one batched plan call for every env per decision, and the count of
+    decisions where no candidate's skill was permitted (the planner fell back)."""
+
+    def __init__(
+        self, plan: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object], mask: torch.Tensor,
+        device: torch.device,
+    ) -> None:  # fmt: skip
+        self.plan, self.mask, self.device = plan, mask.to(device), device
+        self.decisions = self.fallbacks = 0
+
+    def _decide(self, obs: dict[str, np.ndarray]) -> Any:
+        """Dict of (E, ...) observations -> the planner's Plan for every env."""
+        n = obs["observation"].shape[0]
+        plan = self.plan(
+            torch.as_tensor(obs["observation"], dtype=torch.float32, device=self.device),
+            self.mask.expand(n, -1),
+            torch.as_tensor(obs["desired_goal"], dtype=torch.float32, device=self.device),
+        )
+        self.decisions += n
+        self.fallbacks += int(plan.used_fallback.sum())
+        return plan
+
+    @property
+    def fallback_rate(self) -> float | None:
+        return self.fallbacks / self.decisions if self.decisions else None
+
+
+class PlanController(_Decisions):
     """Hierarchical agent: plan a skill for every env in one batched call, track it, decide again
     every `replan_every` steps."""
 
@@ -108,9 +137,8 @@ class PlanController:
         replan_every: int,
         device: torch.device,
     ) -> None:
-        self.task, self.plan, self.mask = task, plan, mask.to(device)
-        self.replan_every, self.device = replan_every, device
-        self.decisions = self.fallbacks = 0
+        super().__init__(plan, mask, device)
+        self.task, self.replan_every = task, replan_every
         self._trajectory: np.ndarray | None = None
         self._k = 0
 
@@ -121,16 +149,8 @@ class PlanController:
         state = obs["observation"]
         state_dim = state.shape[1]
         if self._trajectory is None or self._k >= self.replan_every:
-            n = state.shape[0]
-            plan = self.plan(
-                torch.as_tensor(state, dtype=torch.float32, device=self.device),
-                self.mask.expand(n, -1),
-                torch.as_tensor(obs["desired_goal"], dtype=torch.float32, device=self.device),
-            )
             # One host copy per decision for all envs; nothing per candidate.
-            self._trajectory = plan.trajectory.cpu().numpy()  # type: ignore[attr-defined]
-            self.decisions += n
-            self.fallbacks += int(plan.used_fallback.sum())  # type: ignore[attr-defined]
+            self._trajectory = self._decide(obs).trajectory.cpu().numpy()
             self._k = 0
         horizon = self._trajectory.shape[1]
         k = min(self._k, horizon - 2)
@@ -139,12 +159,8 @@ class PlanController:
         self._k += 1
         return self.task.track(state, next_state, plan_action)
 
-    @property
-    def fallback_rate(self) -> float | None:
-        return self.fallbacks / self.decisions if self.decisions else None
 
-
-class SkillExecutorController:
+class SkillExecutorController(_Decisions):
     """mstt's plans, executed closed loop by DDS skills instead of tracked.
 
     At each decision every env's chosen (H, S + A) candidate is cut to its first H_dds steps and encoded into
@@ -160,10 +176,8 @@ class SkillExecutorController:
         skills: DDSSkills,
         seed: int = 0,
     ) -> None:
-        self.plan, self.skills, self.seed = plan, skills.eval(), seed
-        self.device = skills.decoder.device
-        self.mask = mask.to(self.device)
-        self.decisions = self.fallbacks = 0
+        super().__init__(plan, mask, skills.decoder.device)
+        self.skills, self.seed = skills.eval(), seed
         self.chosen: list[torch.Tensor] = []
         """(E,) DDS skill of every decision, on the device."""
         self._codes: torch.Tensor | None = None
@@ -186,13 +200,7 @@ class SkillExecutorController:
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         state = torch.as_tensor(obs["observation"], dtype=torch.float32, device=self.device)  # (E, S)
         if self._codes is None or self._k >= self.horizon or self._codes.shape[0] != state.shape[0]:
-            n = state.shape[0]
-            plan = self.plan(
-                state,
-                self.mask.expand(n, -1),
-                torch.as_tensor(obs["desired_goal"], dtype=torch.float32, device=self.device),
-            )
-            trajectory = plan.trajectory.to(self.device)  # type: ignore[attr-defined]  # (E, H, S + A)
+            trajectory = self._decide(obs).trajectory.to(self.device)  # (E, H, S + A)
             width = self.skills.state_dim + self.skills.action_dim
             if trajectory.shape[1] < self.horizon or trajectory.shape[2] != width:
                 raise ValueError(
@@ -202,16 +210,10 @@ class SkillExecutorController:
             skills = self.skills.encoder.encode(trajectory[:, : self.horizon])  # (E,)
             self._codes = self.skills.encoder.code_vectors(skills)  # (E, code_dim)
             self.chosen.append(skills)
-            self.decisions += n
-            self.fallbacks += int(plan.used_fallback.sum())  # type: ignore[attr-defined]
             self._k = 0
         self._k += 1
         actions = self.skills.decoder.sample(state, self._codes, generator=self._noise)  # (E, A)
         return actions.cpu().numpy()
-
-    @property
-    def fallback_rate(self) -> float | None:
-        return self.fallbacks / self.decisions if self.decisions else None
 
 
 class PolicyController:
@@ -236,8 +238,6 @@ def make_vector_env(task: Task, n_envs: int, observation: str = "state") -> gym.
     if observation == "state":
         return gym.vector.SyncVectorEnv([task.make_env for _ in range(n_envs)])
     if observation == "pixels":
-        from agent.pixels import PixelObservation
-
         return gym.vector.SyncVectorEnv(
             [lambda: PixelObservation(task.make_env(render_mode="rgb_array"), task) for _ in range(n_envs)]
         )
@@ -302,8 +302,6 @@ def rollout(
 
 def _true_position(obs: dict[str, np.ndarray], info: dict) -> np.ndarray:
     """(E, P) the simulator's positions: from info in pixel mode (the agent's own are estimates)."""
-    from agent.pixels import TRUE_POSITION_KEY
-
     return np.array(info[TRUE_POSITION_KEY] if TRUE_POSITION_KEY in info else obs["achieved_goal"], dtype=float)
 
 

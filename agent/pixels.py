@@ -55,15 +55,19 @@ class PixelObservation(gym.Wrapper):
             if not self.history:
                 raise
             self.hidden_frames += 1
-            frames = len(self.history) - 1
-            velocity = (self.history[-1] - self.history[0]) / (frames * self.dt) if frames else 0.0
-            return self.history[-1] + velocity * self.dt
+            return self.history[-1] + self._velocity() * self.dt
+
+    def _velocity(self) -> np.ndarray:
+        """(p_newest - p_oldest) / their time apart over the kept frames; zero from a single frame."""
+        frames = len(self.history) - 1
+        if frames == 0:
+            return np.zeros_like(self.history[0])
+        return (self.history[-1] - self.history[0]) / (frames * self.dt)
 
     def _observe(self, true_obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         position = self._position()
         self.history.append(position)
-        frames = len(self.history) - 1
-        velocity = (position - self.history[0]) / (frames * self.dt) if frames else np.zeros_like(position)
+        velocity = self._velocity()
         # MuJoCo draws the body where the previous physics step left it: advance by one step of velocity
         estimate = position + velocity * self.dt
         dtype = true_obs["observation"].dtype

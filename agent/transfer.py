@@ -89,17 +89,17 @@ def evaluate_transfer(
 
     results: dict[str, Any] = {}
     demos: dict[str, Any] = {}
+    token_windows: np.ndarray | None = None
     for variant, target_config in experiment.targets.items():
         task = make_task(target_config)
         demo_file = demo_path or experiment.demo_files.get(variant)
+        scripted = Demo.load(demo_file) if demo_file else task.scripted_demo()
+        demo = scripted
         if demo_source is not None:
             demo = perceived_demo(task, demo_source, json_path.parent if json_path is not None else None)
-        else:
-            demo = Demo.load(demo_file) if demo_file else task.scripted_demo()
         mask, report = _demo_mask(demo, models, config.mask)
         overlap: dict[str, float] = {}
         if demo_source is not None:
-            scripted = Demo.load(demo_file) if demo_file else task.scripted_demo()
             reference, _ = _demo_mask(scripted, models, config.mask)
             both, either = int((mask & reference).sum()), int((mask | reference).sum())
             overlap = {
@@ -143,10 +143,11 @@ def evaluate_transfer(
                 )  # fmt: skip
                 if draw:
                     assert figures is not None and oracle_inputs is not None
+                    if token_windows is None:  # the same source windows serve every variant's figure
+                        token_windows = _token_windows(*oracle_inputs, horizon, num_skills)
                     picture = _draw_variant(
-                        task, demo, mask, outcomes, *oracle_inputs, horizon, num_skills,
-                        figures / f"{variant}.png", f"{variant}: {method}",
-                    )  # fmt: skip
+                        task, demo, mask, outcomes, token_windows, figures / f"{variant}.png", f"{variant}: {method}"
+                    )
                     if progress:
                         print(f"[{variant}] wrote {picture}")
                 result = summarise(outcomes, mask_size, controller.fallback_rate)
@@ -236,23 +237,31 @@ FIGURE_WINDOW_STRIDE = 4
 """Stride of the source windows averaged into each token's drawn mean window."""
 
 
-def _draw_variant(
-    task: Any, demo: Demo, mask: torch.Tensor, outcomes: list[Any], positions: list[np.ndarray],
-    tokens: list[np.ndarray], horizon: int, num_skills: int, path: Path, title: str,
-) -> Path:  # fmt: skip
-    from agent.figures import maze_transfer_figure, token_mean_windows
+def _token_windows(positions: list[np.ndarray], tokens: list[np.ndarray], horizon: int, num_skills: int) -> np.ndarray:
+    """(L, H, P) mean source window of every token (from every FIGURE_WINDOW_STRIDE-th window)."""
+    from agent.figures import token_mean_windows
     from skills.windows import position_windows
 
     windows = np.concatenate([position_windows(p, horizon, 1)[: len(t)][::FIGURE_WINDOW_STRIDE] for p, t in
                               zip(positions, tokens)])  # fmt: skip
     window_tokens = np.concatenate([t[::FIGURE_WINDOW_STRIDE] for t in tokens])
+    return token_mean_windows(windows, window_tokens, num_skills)
+
+
+def _draw_variant(
+    task: Any, demo: Demo, mask: torch.Tensor, outcomes: list[Any], token_windows: np.ndarray, path: Path,
+    title: str,
+) -> Path:  # fmt: skip
+    from agent.figures import maze_transfer_figure
+
+    num_skills = token_windows.shape[0]
     shown = outcomes[:FIGURE_MAX_PATHS]
     rate = sum(o.success for o in outcomes) / max(1, len(outcomes))
     return maze_transfer_figure(
         task.layout,
         path,
         demo=np.asarray(demo.positions),
-        token_windows=token_mean_windows(windows, window_tokens, num_skills),
+        token_windows=token_windows,
         mask=mask.numpy(),
         trajectories=[o.path for o in shown if o.path is not None],
         successes=[o.success for o in shown],

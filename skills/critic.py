@@ -492,7 +492,7 @@ def continuation_return_bound(
     unmasked = masks.gather(1, tokens.clamp_min(0)) & (tokens >= 0)  # (B, J)
     feasible_prefix = unmasked.to(torch.int8).cumprod(dim=1).bool()  # skills 0 .. j all unmasked
     defined = reached.any(dim=1) & feasible_prefix.gather(1, first[:, None]).squeeze(1)
-    bound = goal_reward * torch.pow(torch.full_like(goals[:, 0], discount), first.to(goals.dtype))
+    bound = goal_reward * discount ** first.to(goals.dtype)
     return bound, defined
 
 

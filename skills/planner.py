@@ -188,6 +188,8 @@ class SkillPlanner:
         self._token_distance = token_distance
         self.device = torch.device(device) if device is not None else _module_device(generator)
         self.rng = torch.Generator(device=self.device).manual_seed(config.seed)
+        self._token_starts: Tensor | None = None
+        """(L, P) where each skill starts, decoded once on the first toward_feasible fallback."""
 
     # ---- pieces ---------------------------------------------------------------------------------------------
 
@@ -220,8 +222,10 @@ class SkillPlanner:
         """(E, N, H, S + A) candidates none of which is permitted -> (E,) index of the fallback candidate."""
         starts = getattr(self.tokenizer, "token_starts", None)
         if self.config.fallback == "toward_feasible" and callable(starts):
+            if self._token_starts is None:
+                self._token_starts = starts().to(self.device, torch.float32)
             ends = candidates[:, :, -1, self.config.pos_slice].float()  # (E, N, P)
-            to_start = torch.cdist(ends, starts().to(self.device, torch.float32)[None].expand(ends.shape[0], -1, -1))
+            to_start = torch.cdist(ends, self._token_starts[None].expand(ends.shape[0], -1, -1))
             to_start = to_start.masked_fill(~masks[:, None, :], math.inf).amin(dim=-1)  # (E, N)
             return to_start.argmin(dim=1)
         return _nearest_feasible(tokens, masks, q_all, self._distance(candidates, tokens))
