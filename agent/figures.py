@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from agent.io import RESULT_FILE_MODE
 from agent.tasks.maze import MazeLayout
 
 WALL_COLOUR = "#5b5b5b"
@@ -48,6 +49,7 @@ def _save_atomic(figure: Figure, path: Path) -> Path:
     os.close(fd)
     try:
         FigureCanvasAgg(figure).print_png(tmp)
+        os.chmod(tmp, RESULT_FILE_MODE)  # mkstemp creates 0600; a figure is a shareable result
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
