@@ -185,3 +185,21 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ConfigError(f"{path}: field 'demos' names variants {sorted(unknown)} not in targets")
     demo_files = {variant: (path.parent / file).resolve() for variant, file in config.demos.items()}
     return Experiment(config, path, source, targets, demo_files)
+
+
+C = TypeVar("C")
+
+
+def component_config(component: C, device: str, seed: int) -> C:
+    """A component's config as an experiment trains it: the experiment's device where the component says 'auto',
+    and every ``seed`` field (nested configs too) offset by the experiment's seed, so ``seed: N`` at the top of an
+    experiment file retrains every component from other random draws (seed 0 leaves the components' own seeds)."""
+    changes: dict[str, Any] = {}
+    for name, value in vars(component).items():
+        if name == "device" and value == "auto":
+            changes[name] = device
+        elif name == "seed" and isinstance(value, int):
+            changes[name] = value + seed
+        elif is_dataclass(value) and not isinstance(value, type):
+            changes[name] = component_config(value, device, seed)
+    return replace(component, **changes)  # type: ignore[type-var]

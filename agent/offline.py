@@ -29,7 +29,7 @@ from pydantic import model_validator
 
 from agent.config import ConfigError, TaskConfig
 from agent.data import EpisodeArrays
-from agent.experiment import DataSettings, TrainSettings, _Strict, load_experiment_file
+from agent.experiment import DataSettings, TrainSettings, _Strict, component_config, load_experiment_file
 from agent.io import write_json_atomic
 from skills.action_decoder import DECODER_KINDS
 from skills.bc import BCConfig, BCPolicy, train_bc
@@ -195,8 +195,6 @@ class OfflineModels:
     bc: BCPolicy | None
 
 
-def _device(component: Any, device: str) -> Any:
-    return component if getattr(component, "device", "auto") != "auto" else replace(component, device=device)
 
 
 def _plain(value: Any) -> Any:
@@ -239,7 +237,7 @@ def train_offline(
             dds = DDSAgent.from_pretrained(run / "dds", seed=config.seed)
         else:
             started = time.perf_counter()
-            dds_config = _device(config.dds, device)
+            dds_config = component_config(config.dds, device, config.seed)
             skills = None
             if (run / "dds" / "skills" / "config.json").exists():
                 skills = DDSSkills.from_pretrained(run / "dds" / "skills")  # killed after stage 1: reuse it
@@ -253,7 +251,7 @@ def train_offline(
             iql = IQLLearner.from_pretrained(run / "iql")
         else:
             started = time.perf_counter()
-            iql_config = _device(config.iql, device)
+            iql_config = component_config(config.iql, device, config.seed)
             data = primitive_transitions(episodes, iql_config.gamma)  # type: ignore[arg-type]
             iql, iql_report = train_iql(data, iql_config, "continuous", progress=progress, settings=loop("iql"))
             iql.save_pretrained(run / "iql")
@@ -268,7 +266,7 @@ def train_offline(
                 np.concatenate([e["observations"][:-1] for e in episodes]),
                 np.concatenate([e["goals"][:-1] for e in episodes]),
                 np.concatenate([e["actions"] for e in episodes]),
-                _device(config.bc, device), loop("bc"),
+                component_config(config.bc, device, config.seed), loop("bc"),
             )  # fmt: skip
             bc.save_pretrained(run / "bc")
             report("bc", {"steps": config.bc.steps}, started)

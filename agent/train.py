@@ -19,7 +19,7 @@ import numpy as np
 
 from agent.data import EpisodeArrays, collect, load_episodes
 from agent.io import write_json_atomic
-from agent.experiment import Experiment
+from agent.experiment import Experiment, component_config
 from agent.tasks import Task, make_task
 from skills.bc import BCPolicy, train_bc
 from skills.critic import MaskedCritic, build_skill_transitions, train_critic
@@ -234,12 +234,8 @@ def load_models(run: Path, device: str | None = None) -> Models:
 
 
 def _with_device(component: Any, config: Any) -> Any:
-    """The component config with the experiment's device unless the component names its own."""
-    if getattr(component, "device", "auto") != "auto":
-        return component
-    from dataclasses import replace
-
-    return replace(component, device=config.train.device)
+    """The component config with the experiment's device (unless the component names its own) and seed."""
+    return component_config(component, config.train.device, config.seed)
 
 
 def _short(value: Any) -> str:

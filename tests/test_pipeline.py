@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.experiment import load_experiment
+from agent.experiment import component_config, load_experiment
 from agent.train import RunMismatchError, train
 
 METRICS = {"goal_rate", "goal_ci95", "return_mean", "failure_rate", "cost_mean", "steps_mean", "mask_size"}
@@ -114,6 +114,19 @@ def test_device_override_keeps_the_fingerprint(experiment_file: Path) -> None:
     on_gpu = experiment.with_device("cuda")
     assert on_gpu.config.train.device == "cuda" and experiment.config.train.device == "cpu"
     assert on_gpu.fingerprint() == experiment.fingerprint()  # a run folder resumes on another device
+
+
+def test_experiment_seed_reaches_every_component() -> None:
+    """`seed: N` at the top of an experiment retrains every component (nested configs too) from other draws;
+    seed 0 keeps the components' own seeds, and 'auto' devices take the experiment's."""
+    from skills.critic import CriticConfig
+    from skills.dds import DDSConfig
+
+    critic = component_config(CriticConfig(seed=3), "cpu", 2)
+    assert (critic.seed, critic.device) == (5, "cpu")
+    dds = component_config(DDSConfig(), "cpu", 7)
+    assert dds.seed == 7 and dds.iql.seed == 7 and dds.iql.device == "cpu"
+    assert component_config(CriticConfig(device="cuda"), "cpu", 0) == CriticConfig(device="cuda")
 
 
 def test_bad_experiment_is_refused(configs: Path, tmp_path: Path) -> None:
