@@ -7,6 +7,7 @@ vector env. The JSON shape is fixed so that others can read it:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,9 @@ def evaluate_transfer(
         )
     planners = {
         "learned": SkillPlanner(models.generator, models.tokenizer, models.critic, planner_config),
+        # mask_only: any permitted candidate, nothing ranked (a lookahead would rank by reaching the goal)
         "constant": SkillPlanner(
-            models.generator, models.tokenizer, ConstantCritic(num_skills), planner_config
+            models.generator, models.tokenizer, ConstantCritic(num_skills), replace(planner_config, score="token")
         ),
     }
     oracle_inputs = None

@@ -29,6 +29,7 @@ from einops import rearrange
 
 Tensor = torch.Tensor
 FALLBACKS = ("toward_feasible", "nearest_feasible", "error")
+SCORES = ("token", "lookahead")
 
 
 @runtime_checkable
@@ -85,6 +86,11 @@ class PlannerConfig:
     """Seeds the planner's own torch generator (candidate noise)."""
     sample_steps: int | None = None
     """Denoising steps per candidate batch; None keeps the generator's own inference_steps."""
+    score: str = "token"
+    """How the critic ranks the permitted candidates. 'token': Q(s, z, m, g) of the candidate's skill (the paper's
+    choice; candidates of one skill tie). 'lookahead': the candidate's own one-skill return, 1 (the critic's goal reward) if its
+    positions reach the goal, else gamma_H * max_{z' in m} Q(s_H, z', m, g) at the state it ends in (one more critic
+    call for all E * N end states); it separates candidates of the same skill by where they actually lead."""
 
     def __post_init__(self) -> None:
         if self.n_candidates < 1:
@@ -93,6 +99,8 @@ class PlannerConfig:
             raise ValueError(f"PlannerConfig.max_resamples must be >= 0, got {self.max_resamples!r}")
         if self.fallback not in FALLBACKS:
             raise ValueError(f"PlannerConfig.fallback must be one of {FALLBACKS}, got {self.fallback!r}")
+        if self.score not in SCORES:
+            raise ValueError(f"PlannerConfig.score must be one of {SCORES}, got {self.score!r}")
         if self.sample_steps is not None and self.sample_steps < 1:
             raise ValueError(f"PlannerConfig.sample_steps must be >= 1 or None, got {self.sample_steps!r}")
         if not 0 <= self.pos_start < self.pos_stop:
@@ -124,20 +132,23 @@ class Plan:
     """(E,) long sampling rounds used (1 + resamples)."""
 
 
-def select_feasible(tokens: Tensor, masks: Tensor, q_all: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def select_feasible(
+    tokens: Tensor, masks: Tensor, q_all: Tensor, scores: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """Pick the best unmasked candidate of each environment.
 
     Args:
         tokens: (E, N) long candidate tokens.
         masks: (E, L) bool skill masks.
         q_all: (E, L) Q values of every skill at each environment's state.
+        scores: (E, N) per-candidate scores to rank by instead of their skill's Q (the lookahead score).
 
     Returns:
-        ((E,) index of the best feasible candidate (arbitrary where none is feasible), (E,) its Q or -inf where
+        ((E,) index of the best feasible candidate (arbitrary where none is feasible), (E,) its score or -inf where
         none is feasible, (E,) long number of feasible candidates).
     """
     feasible = masks.gather(1, tokens)  # (E, N)
-    score = q_all.gather(1, tokens).masked_fill(~feasible, -math.inf)
+    score = (q_all.gather(1, tokens) if scores is None else scores).masked_fill(~feasible, -math.inf)
     best_q, best = score.max(dim=1)
     return best, best_q, feasible.sum(dim=1)
 
@@ -207,6 +218,26 @@ class SkillPlanner:
         tokens = self.tokenizer.encode(positions).to(self.device, torch.long)
         return candidates, rearrange(tokens, "(e n) -> e n", n=n)
 
+    def _lookahead(self, candidates: Tensor, masks: Tensor, goals: Tensor | None) -> Tensor | None:
+        """(E, N, H, S + A) candidates -> (E, N) one-skill returns (see ``PlannerConfig.score``); None for 'token'
+        scoring or a critic without a discount (a constant critic has nothing to look ahead with)."""
+        discount = getattr(self.critic, "discount", None)
+        if self.config.score != "lookahead" or discount is None:
+            return None
+        e, n = candidates.shape[:2]
+        state_dim = getattr(self.critic, "state_dim", None) or candidates.shape[-1]
+        ends = rearrange(candidates[:, :, -1, :state_dim], "e n s -> (e n) s")
+        end_masks = masks.repeat_interleave(n, dim=0)
+        end_goals = goals.repeat_interleave(n, dim=0) if goals is not None else None
+        q_end = self.critic.q_values(ends, end_masks, end_goals).masked_fill(~end_masks, -math.inf)
+        value = rearrange(q_end.amax(dim=1).clamp_min(0.0), "(e n) -> e n", n=n)
+        if goals is None:
+            return float(discount) * value
+        radius = float(getattr(getattr(self.critic, "config", None), "goal_radius", 0.0))
+        positions = candidates[..., self.config.pos_slice]  # (E, N, H, P)
+        reached = (torch.linalg.vector_norm(positions - goals[:, None, None, :], dim=-1) <= radius).any(dim=-1)
+        return torch.where(reached, torch.ones_like(value), float(discount) * value)
+
     def _distance(self, candidates: Tensor, tokens: Tensor) -> Tensor:
         """(L, L) token distance for the fallback (see the module doc string for the order of sources)."""
         source = self._token_distance
@@ -251,7 +282,7 @@ class SkillPlanner:
         n = self.config.n_candidates
         q_all = self.critic.q_values(states, masks, goals)  # (E, L): Q does not depend on the candidate, only z
         candidates, tokens = self._propose(states, goals, n)
-        best, best_q, n_feasible = select_feasible(tokens, masks, q_all)
+        best, best_q, n_feasible = select_feasible(tokens, masks, q_all, self._lookahead(candidates, masks, goals))
         rounds = torch.ones_like(n_feasible)
         for _ in range(self.config.max_resamples):
             empty = (n_feasible == 0).nonzero().squeeze(1)  # one host sync per round, not per candidate
@@ -259,7 +290,9 @@ class SkillPlanner:
                 break
             sub_goals = goals[empty] if goals is not None else None
             new_candidates, new_tokens = self._propose(states[empty], sub_goals, n)
-            new_best, new_q, new_feasible = select_feasible(new_tokens, masks[empty], q_all[empty])
+            new_best, new_q, new_feasible = select_feasible(
+                new_tokens, masks[empty], q_all[empty], self._lookahead(new_candidates, masks[empty], sub_goals)
+            )
             candidates[empty], tokens[empty] = new_candidates, new_tokens
             best[empty], best_q[empty], n_feasible[empty] = new_best, new_q, new_feasible
             rounds[empty] += 1

@@ -280,3 +280,43 @@ def test_plan_with_the_real_generator_and_critic() -> None:
     ok = ~plan.used_fallback
     assert masks[ok.nonzero().squeeze(1), plan.token[ok]].all()
     assert not plan.used_fallback[0]  # an all-open mask always has a feasible candidate
+
+
+class DistanceCritic:
+    """Stand-in critic whose value of every skill falls with the state's distance to the goal."""
+
+    discount = 0.9
+    state_dim = STATE_DIM
+
+    class config:  # noqa: N801 - mirrors MaskedCritic.config
+        goal_radius = 0.05
+
+    def q_values(self, s: torch.Tensor, m: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+        assert g is not None
+        value = torch.exp(-torch.linalg.vector_norm(s[:, :POS_DIM] - g, dim=-1))
+        return value[:, None].expand(-1, NUM_DIRECTIONS).clone()
+
+
+@pytest.mark.parametrize("goal", [(1.0, 0.3), (0.0, -0.28)])
+def test_lookahead_picks_the_candidate_that_ends_best(goal: tuple[float, float]) -> None:
+    """Every skill has the same Q here, so token scoring cannot choose; the lookahead takes the candidate whose end
+    state the critic values most, or one that reaches the goal (reward 1 beats any discounted value)."""
+    n = 64
+    planner = make_planner(critic=DistanceCritic(), n_candidates=n, score="lookahead")
+    states = torch.zeros(1, STATE_DIM)
+    goals = torch.tensor([goal])
+    plan = planner.plan(states, torch.ones(1, NUM_DIRECTIONS, dtype=torch.bool), goals)
+    # the same draws as the planner's first round (its generator is seeded with config.seed = 0)
+    angle = 2 * math.pi * torch.rand(1, n, generator=torch.Generator().manual_seed(0))
+    ends = torch.stack([angle.cos(), angle.sin()], dim=-1)[0] * STEP * (HORIZON - 1)
+    path = torch.arange(HORIZON)[:, None, None] * STEP * torch.stack([angle.cos(), angle.sin()], dim=-1)[0]
+    reaches = (torch.linalg.vector_norm(path - goals, dim=-1) <= DistanceCritic.config.goal_radius).any(dim=0)
+    best = int(reaches.float().argmax()) if reaches.any() else int(torch.linalg.vector_norm(ends - goals, dim=-1).argmin())
+    torch.testing.assert_close(plan.trajectory[0, -1, :POS_DIM], ends[best])
+    if goal == (0.0, -0.28):
+        assert bool(reaches.any())  # the case where some candidate reaches the goal is exercised
+
+
+def test_unknown_score_is_refused() -> None:
+    with pytest.raises(ValueError, match="score"):
+        PlannerConfig(score="best")
