@@ -74,9 +74,7 @@ def planning_latency(models: object, planner_config: object, repeats: int, demo_
     Algorithm 2) on the same models, states and mask, plus DDIM-k against full DDPM sampling."""
     import torch
 
-    from skills.planner import SkillPlanner
-
-    planner = SkillPlanner(models.generator, models.tokenizer, models.critic, planner_config)  # type: ignore[attr-defined]
+    planner = models.planner(planner_config)  # type: ignore[attr-defined]
     num_skills = models.tokenizer.codebook_size  # type: ignore[attr-defined]
     state_dim = models.generator.state_dim  # type: ignore[attr-defined]
     goal_dim = models.critic.goal_dim  # type: ignore[attr-defined]

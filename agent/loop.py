@@ -19,7 +19,6 @@ from agent.io import write_json_atomic
 from agent.tasks import make_task
 from agent.train import load_models
 from skills.masks import infer_mask
-from skills.planner import SkillPlanner
 
 VIDEO_EVERY = 4
 """Record every k-th step in the GIF (the full frame rate makes large files and adds nothing)."""
@@ -89,7 +88,7 @@ def run_instruction(
             dt=None if demo.timestamps is None else models.stats.dt,
         )  # fmt: skip
         print(f"demo: {report.message}")
-        planner = SkillPlanner(models.generator, models.tokenizer, models.critic, experiment.config.planner)
+        planner = models.planner(experiment.config.planner)
         replan_every = experiment.config.eval.replan_every or models.tokenizer.horizon
         controller = PlanController(task, planner.plan, mask.cpu(), replan_every, torch.device("cpu"))
         batch = _batch(obs)

@@ -32,7 +32,6 @@ from agent.io import write_json_atomic
 from agent.tasks import make_task
 from agent.train import load_models, source_data
 from skills.masks import infer_mask, token_sequence
-from skills.planner import SkillPlanner
 
 
 def evaluate_transfer(
@@ -77,11 +76,9 @@ def evaluate_transfer(
             f"{planner_config.pos_stop - planner_config.pos_start} dims, the task's positions have {task_pos_dim}"
         )
     planners = {
-        "learned": SkillPlanner(models.generator, models.tokenizer, models.critic, planner_config),
+        "learned": models.planner(planner_config),
         # mask_only: any permitted candidate, nothing ranked (a lookahead would rank by reaching the goal)
-        "constant": SkillPlanner(
-            models.generator, models.tokenizer, ConstantCritic(num_skills), replace(planner_config, score="token")
-        ),
+        "constant": models.planner(replace(planner_config, score="token"), ConstantCritic(num_skills)),
     }
     oracle_inputs = None
     if "oracle_mask" in methods or figures is not None:

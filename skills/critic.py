@@ -677,6 +677,14 @@ class MaskedCritic(nn.Module):
         """(B, S) states, (B, L) bool masks, (B, G) goals (ignored in fixed-goal mode) -> (B, L) min over critics."""
         return self.q_ensemble(s, m, g).amin(dim=0)
 
+    def state_values(self, s: Tensor, m: Tensor, g: Tensor | None = None) -> Tensor:
+        """(B, S), (B, L) bool, (B, G) -> (B,) V(s, m, g) = max Q over the skills that are unmasked and in the data's
+        support at s (the set the Bellman target bootstraps over, hard max); r_term where that set is empty."""
+        support = prior_support(self.skill_prior(s), self.config.prior_threshold, self.config.prior_threshold_mode)
+        allowed = m.to(torch.bool) & support
+        best = self.q_values(s, m, g).masked_fill(~allowed, -math.inf).amax(dim=-1)
+        return torch.where(allowed.any(dim=-1), best, torch.full_like(best, TERMINATION_REWARD))
+
     def prior_logits(self, s: Tensor) -> Tensor:
         """(B, S) -> (B, L) logits of the skill prior p(z | s)."""
         return self.prior_net((s - self.state_mean) / self.state_std)

@@ -27,9 +27,15 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import torch
 from einops import rearrange
 
+from skills.critic import GOAL_REWARD, prior_support
+
 Tensor = torch.Tensor
-FALLBACKS = ("toward_feasible", "nearest_feasible", "error")
-SCORES = ("token", "lookahead")
+FALLBACKS = ("backtrack", "toward_feasible", "data_graph", "nearest_feasible", "error")
+SCORES = ("token", "token_goal", "token_lookahead", "lookahead")
+SUPPORT_PENALTY = 2.0
+"""'prefer_support': subtracted from the score of a candidate whose skill is outside the data's support at the state
+(scores lie in [0, 1], so any supported permitted candidate outranks every unsupported one)."""
+
 
 
 @runtime_checkable
@@ -76,8 +82,12 @@ class PlannerConfig:
     max_resamples: int = 3
     """Extra rounds, only for environments where no candidate survived the mask (>= 0)."""
     fallback: str = "toward_feasible"
-    """'toward_feasible' (flagged candidate ending nearest to a permitted skill's start), 'nearest_feasible'
-    (flagged candidate whose token is closest to a permitted codeword) or 'error' (raise RuntimeError)."""
+    """'backtrack' (flagged candidate ending nearest to the env's anchor, the position where its agent last chose a
+    permitted skill, passed to ``plan``; 'toward_feasible' where an env has none), 'toward_feasible' (flagged
+    candidate ending nearest to a permitted skill's start), 'data_graph' (flagged
+    candidate whose skill is fewest skills away from a permitted one in the source data's successions; needs the
+    ``token_distance`` from skills/skill_graph.py), 'nearest_feasible' (flagged candidate whose token is closest
+    to a permitted codeword) or 'error' (raise RuntimeError)."""
     pos_start: int = 0
     """First observation index of the position the tokenizer reads (the pos slice is [pos_start, pos_stop))."""
     pos_stop: int = 2
@@ -86,11 +96,22 @@ class PlannerConfig:
     """Seeds the planner's own torch generator (candidate noise)."""
     sample_steps: int | None = None
     """Denoising steps per candidate batch; None keeps the generator's own inference_steps."""
+    prefer_support: bool = False
+    """Rank permitted candidates whose skill is in the data's support at the current state (the critic's skill prior
+    p(z | s) above its threshold, the set its Bellman max uses) above all others: Q is trained on data skills only,
+    and a generator sample that runs through a wall gets a skill the data never takes there, with an untrained Q."""
     score: str = "token"
     """How the critic ranks the permitted candidates. 'token': Q(s, z, m, g) of the candidate's skill (the paper's
-    choice; candidates of one skill tie). 'lookahead': the candidate's own one-skill return, 1 (the critic's goal reward) if its
-    positions reach the goal, else gamma_H * max_{z' in m} Q(s_H, z', m, g) at the state it ends in (one more critic
-    call for all E * N end states); it separates candidates of the same skill by where they actually lead."""
+    choice; candidates of one skill tie). 'token_goal': the same, except that a candidate whose own positions reach
+    the goal scores the goal reward, 1 (a skill's Q is its expected return; this candidate's return is known).
+    'token_lookahead': 'token_goal', with the candidates that tie on it (those of the best skill) ordered by the
+    lookahead below: a position-dominated skill barely tells directions apart at a corner; where each candidate
+    ends does.
+    'lookahead': the candidate's own one-skill return, the critic's goal reward (1)
+    if its positions reach the goal, else gamma_H * V(s_H, m, g) at the state it ends in (the critic's
+    ``state_values``: max Q over permitted skills in the data's support there; one more critic call for all E * N
+    end states). It separates candidates of the same skill by where they actually lead: from rest, a window moves
+    so little that its token barely tells the directions apart."""
 
     def __post_init__(self) -> None:
         if self.n_candidates < 1:
@@ -133,7 +154,7 @@ class Plan:
 
 
 def select_feasible(
-    tokens: Tensor, masks: Tensor, q_all: Tensor, scores: Tensor | None = None
+    tokens: Tensor, masks: Tensor, q_all: Tensor, scores: Tensor | None = None, tie_break: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Pick the best unmasked candidate of each environment.
 
@@ -142,6 +163,7 @@ def select_feasible(
         masks: (E, L) bool skill masks.
         q_all: (E, L) Q values of every skill at each environment's state.
         scores: (E, N) per-candidate scores to rank by instead of their skill's Q (the lookahead score).
+        tie_break: (E, N) orders the feasible candidates that share the best score (e.g. candidates of one skill).
 
     Returns:
         ((E,) index of the best feasible candidate (arbitrary where none is feasible), (E,) its score or -inf where
@@ -150,6 +172,9 @@ def select_feasible(
     feasible = masks.gather(1, tokens)  # (E, N)
     score = (q_all.gather(1, tokens) if scores is None else scores).masked_fill(~feasible, -math.inf)
     best_q, best = score.max(dim=1)
+    if tie_break is not None:
+        tied = (score == best_q[:, None]) & feasible
+        best = torch.where(tied.any(dim=1), tie_break.masked_fill(~tied, -math.inf).argmax(dim=1), best)
     return best, best_q, feasible.sum(dim=1)
 
 
@@ -196,6 +221,11 @@ class SkillPlanner:
     ) -> None:
         self.generator, self.tokenizer, self.critic, self.config = generator, tokenizer, critic, config
         self.num_skills = int(tokenizer.codebook_size)
+        if config.fallback == "data_graph" and token_distance is None:
+            raise ValueError(
+                "PlannerConfig.fallback='data_graph' needs token_distance: the source data's skill-succession "
+                "distances (skills.skill_graph.succession_distance)"
+            )
         self._token_distance = token_distance
         self.device = torch.device(device) if device is not None else _module_device(generator)
         self.rng = torch.Generator(device=self.device).manual_seed(config.seed)
@@ -218,25 +248,44 @@ class SkillPlanner:
         tokens = self.tokenizer.encode(positions).to(self.device, torch.long)
         return candidates, rearrange(tokens, "(e n) -> e n", n=n)
 
-    def _lookahead(self, candidates: Tensor, masks: Tensor, goals: Tensor | None) -> Tensor | None:
-        """(E, N, H, S + A) candidates -> (E, N) one-skill returns (see ``PlannerConfig.score``); None for 'token'
-        scoring or a critic without a discount (a constant critic has nothing to look ahead with)."""
-        discount = getattr(self.critic, "discount", None)
-        if self.config.score != "lookahead" or discount is None:
+    def _support(self, states: Tensor) -> Tensor | None:
+        """(E, S) -> (E, L) bool skills in the data's support at each state (the critic's prior), or None when
+        ``prefer_support`` is off or the critic has no prior."""
+        prior = getattr(self.critic, "skill_prior", None)
+        if not self.config.prefer_support or prior is None:
             return None
-        e, n = candidates.shape[:2]
-        state_dim = getattr(self.critic, "state_dim", None) or candidates.shape[-1]
-        ends = rearrange(candidates[:, :, -1, :state_dim], "e n s -> (e n) s")
-        end_masks = masks.repeat_interleave(n, dim=0)
-        end_goals = goals.repeat_interleave(n, dim=0) if goals is not None else None
-        q_end = self.critic.q_values(ends, end_masks, end_goals).masked_fill(~end_masks, -math.inf)
-        value = rearrange(q_end.amax(dim=1).clamp_min(0.0), "(e n) -> e n", n=n)
-        if goals is None:
-            return float(discount) * value
-        radius = float(getattr(getattr(self.critic, "config", None), "goal_radius", 0.0))
-        positions = candidates[..., self.config.pos_slice]  # (E, N, H, P)
-        reached = (torch.linalg.vector_norm(positions - goals[:, None, None, :], dim=-1) <= radius).any(dim=-1)
-        return torch.where(reached, torch.ones_like(value), float(discount) * value)
+        config = self.critic.config
+        return prior_support(prior(states), config.prior_threshold, config.prior_threshold_mode)
+
+    def _candidate_scores(
+        self, candidates: Tensor, tokens: Tensor, masks: Tensor, q_all: Tensor, goals: Tensor | None,
+        support: Tensor | None = None,
+    ) -> tuple[Tensor | None, Tensor | None]:  # fmt: skip
+        """(E, N, H, S + A) candidates -> ((E, N) scores, (E, N) tie-breaks) as ``PlannerConfig.score`` and
+        ``prefer_support`` say; None where the skill's Q alone decides (also for a critic without a goal radius,
+        such as the constant critic)."""
+        score = self.config.score
+        radius = getattr(getattr(self.critic, "config", None), "goal_radius", None)
+        unsupported = None if support is None else (~support.gather(1, tokens)).to(q_all.dtype)
+        if score == "token" or radius is None:
+            return (None if unsupported is None else q_all.gather(1, tokens) - SUPPORT_PENALTY * unsupported), None
+        lookahead = None
+        if score in ("lookahead", "token_lookahead"):
+            n = candidates.shape[1]
+            ends = rearrange(candidates[:, :, -1, : self.critic.state_dim], "e n s -> (e n) s")
+            end_goals = goals.repeat_interleave(n, dim=0) if goals is not None else None
+            value = self.critic.state_values(ends, masks.repeat_interleave(n, dim=0), end_goals)
+            lookahead = float(self.critic.discount) * rearrange(value, "(e n) -> e n", n=n)
+        value = lookahead if score == "lookahead" else q_all.gather(1, tokens)
+        if goals is not None:
+            positions = candidates[..., self.config.pos_slice]  # (E, N, H, P)
+            reached = (torch.linalg.vector_norm(positions - goals[:, None, None, :], dim=-1) <= radius).any(dim=-1)
+            value = torch.where(reached, torch.full_like(value, GOAL_REWARD), value)
+            if lookahead is not None:
+                lookahead = torch.where(reached, torch.full_like(lookahead, GOAL_REWARD), lookahead)
+        if unsupported is not None:
+            value = value - SUPPORT_PENALTY * unsupported
+        return value, lookahead if score == "token_lookahead" else None
 
     def _distance(self, candidates: Tensor, tokens: Tensor) -> Tensor:
         """(L, L) token distance for the fallback (see the module doc string for the order of sources)."""
@@ -249,28 +298,39 @@ class SkillPlanner:
         positions = rearrange(candidates[..., self.config.pos_slice], "e n h p -> (e n) h p")
         return _centroid_distance(positions.float(), tokens.reshape(-1), self.num_skills)
 
-    def _fallback(self, candidates: Tensor, tokens: Tensor, masks: Tensor, q_all: Tensor) -> Tensor:
+    def _fallback(
+        self, candidates: Tensor, tokens: Tensor, masks: Tensor, q_all: Tensor, anchors: Tensor | None = None
+    ) -> Tensor:
         """(E, N, H, S + A) candidates none of which is permitted -> (E,) index of the fallback candidate."""
+        ends = candidates[:, :, -1, self.config.pos_slice].float()  # (E, N, P)
         starts = getattr(self.tokenizer, "token_starts", None)
-        if self.config.fallback == "toward_feasible" and callable(starts):
+        if self.config.fallback in ("backtrack", "toward_feasible") and callable(starts):
             if self._token_starts is None:
                 self._token_starts = starts().to(self.device, torch.float32)
-            ends = candidates[:, :, -1, self.config.pos_slice].float()  # (E, N, P)
             to_start = torch.cdist(ends, self._token_starts[None].expand(ends.shape[0], -1, -1))
-            to_start = to_start.masked_fill(~masks[:, None, :], math.inf).amin(dim=-1)  # (E, N)
-            return to_start.argmin(dim=1)
-        return _nearest_feasible(tokens, masks, q_all, self._distance(candidates, tokens))
+            choice = to_start.masked_fill(~masks[:, None, :], math.inf).amin(dim=-1).argmin(dim=1)  # (E,)
+        else:
+            choice = _nearest_feasible(tokens, masks, q_all, self._distance(candidates, tokens))
+        if self.config.fallback == "backtrack" and anchors is not None:
+            # the way back to where this agent last chose a permitted skill is a way it has just driven
+            to_anchor = torch.linalg.vector_norm(ends - anchors[:, None, :].to(ends), dim=-1)  # (E, N)
+            has_anchor = ~anchors.isnan().any(dim=-1)
+            choice = torch.where(has_anchor, to_anchor.argmin(dim=1), choice)
+        return choice
 
     # ---- batched plan ---------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def plan(self, states: Tensor, masks: Tensor, goals: Tensor | None = None) -> Plan:
+    def plan(
+        self, states: Tensor, masks: Tensor, goals: Tensor | None = None, anchors: Tensor | None = None
+    ) -> Plan:
         """Choose one sub-trajectory per environment.
 
         Args:
             states: (E, S) current observations.
             masks: (E, L) bool skill masks (True = allowed).
             goals: (E, G) goals (None for a fixed-goal critic and generator).
+            anchors: (E, P) positions the 'backtrack' fallback heads for (NaN rows: none yet); ignored otherwise.
 
         Returns:
             Plan; only ``used_fallback`` rows hold a masked token.
@@ -282,7 +342,9 @@ class SkillPlanner:
         n = self.config.n_candidates
         q_all = self.critic.q_values(states, masks, goals)  # (E, L): Q does not depend on the candidate, only z
         candidates, tokens = self._propose(states, goals, n)
-        best, best_q, n_feasible = select_feasible(tokens, masks, q_all, self._lookahead(candidates, masks, goals))
+        support = self._support(states)
+        scores = self._candidate_scores(candidates, tokens, masks, q_all, goals, support)
+        best, best_q, n_feasible = select_feasible(tokens, masks, q_all, *scores)
         rounds = torch.ones_like(n_feasible)
         for _ in range(self.config.max_resamples):
             empty = (n_feasible == 0).nonzero().squeeze(1)  # one host sync per round, not per candidate
@@ -290,9 +352,11 @@ class SkillPlanner:
                 break
             sub_goals = goals[empty] if goals is not None else None
             new_candidates, new_tokens = self._propose(states[empty], sub_goals, n)
-            new_best, new_q, new_feasible = select_feasible(
-                new_tokens, masks[empty], q_all[empty], self._lookahead(new_candidates, masks[empty], sub_goals)
-            )
+            new_scores = self._candidate_scores(
+                new_candidates, new_tokens, masks[empty], q_all[empty], sub_goals,
+                support[empty] if support is not None else None,
+            )  # fmt: skip
+            new_best, new_q, new_feasible = select_feasible(new_tokens, masks[empty], q_all[empty], *new_scores)
             candidates[empty], tokens[empty] = new_candidates, new_tokens
             best[empty], best_q[empty], n_feasible[empty] = new_best, new_q, new_feasible
             rounds[empty] += 1
@@ -304,7 +368,8 @@ class SkillPlanner:
                     f"after {self.config.max_resamples} resamples of {n}; raise max_resamples or n_candidates, or "
                     "use fallback='nearest_feasible'"
                 )
-            fallback = self._fallback(candidates, tokens, masks, q_all)
+            anchors = anchors.to(self.device, torch.float32) if anchors is not None else None
+            fallback = self._fallback(candidates, tokens, masks, q_all, anchors)
             best = torch.where(used_fallback, fallback, best)
         env = torch.arange(states.shape[0], device=self.device)
         token = tokens[env, best]

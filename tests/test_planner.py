@@ -245,6 +245,44 @@ def test_toward_feasible_fallback_heads_for_the_nearest_permitted_skill_start() 
     assert reference.used_fallback.all() and reference.trajectory[0, -1, 1] > 0 > reference.trajectory[1, -1, 1]
 
 
+def test_backtrack_fallback_heads_for_the_anchor_and_toward_feasible_without_one() -> None:
+    class PlacedTokenizer(DirectionTokenizer):
+        def token_starts(self) -> torch.Tensor:
+            return self.centroids / (STEP * (HORIZON - 1))
+
+    planner = SkillPlanner(
+        LineGenerator(-math.pi / 2, math.pi / 2),  # right half-plane: tokens 6, 7, 0, 1, 2
+        PlacedTokenizer(),
+        TableCritic(torch.linspace(0.8, 0.1, NUM_DIRECTIONS)),
+        PlannerConfig(n_candidates=64, max_resamples=0, pos_stop=POS_DIM, fallback="backtrack"),
+    )
+    masks = torch.zeros(2, NUM_DIRECTIONS, dtype=torch.bool)
+    masks[:, 4] = True  # only straight left is permitted, and no candidate goes left
+    anchors = torch.tensor([[0.0, -5.0], [math.nan, math.nan]])  # env 0 last chose a permitted skill far below
+    plan = planner.plan(torch.zeros(2, STATE_DIM), masks, anchors=anchors)
+    assert plan.used_fallback.all()
+    end = plan.trajectory[:, -1, :POS_DIM]
+    assert end[0, 1] < -STEP * (HORIZON - 1) * 0.9  # env 0 heads down, back to its anchor
+    # env 1 has no anchor: toward the permitted skill's start (one unit left), i.e. the least rightward candidate
+    assert end[1, 0] < STEP * (HORIZON - 1) * 0.1
+
+
+def test_token_goal_score_prefers_a_candidate_that_reaches_the_goal() -> None:
+    class GoalTableCritic(TableCritic):
+        class config:  # noqa: N801 - mirrors MaskedCritic.config
+            goal_radius = 0.05
+
+    q = torch.full((NUM_DIRECTIONS,), 0.5)
+    q[0] = 0.9  # straight right has the highest Q, but the goal lies straight up, within one skill
+    goals = torch.tensor([[0.0, STEP * (HORIZON - 1)]])
+    masks = torch.ones(1, NUM_DIRECTIONS, dtype=torch.bool)
+    token = make_planner(critic=GoalTableCritic(q), n_candidates=256).plan(torch.zeros(1, STATE_DIM), masks, goals)
+    reach = make_planner(critic=GoalTableCritic(q), n_candidates=256, score="token_goal")
+    plan = reach.plan(torch.zeros(1, STATE_DIM), masks, goals)
+    assert token.token.item() == 0
+    assert torch.linalg.vector_norm(plan.trajectory[0, :, :POS_DIM] - goals, dim=-1).min() <= 0.05
+
+
 def test_error_fallback_raises() -> None:
     planner = make_planner(fallback="error", max_resamples=0)
     with pytest.raises(RuntimeError, match="survived the mask"):
@@ -292,9 +330,11 @@ class DistanceCritic:
         goal_radius = 0.05
 
     def q_values(self, s: torch.Tensor, m: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+        return self.state_values(s, m, g)[:, None].expand(-1, NUM_DIRECTIONS).clone()
+
+    def state_values(self, s: torch.Tensor, m: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
         assert g is not None
-        value = torch.exp(-torch.linalg.vector_norm(s[:, :POS_DIM] - g, dim=-1))
-        return value[:, None].expand(-1, NUM_DIRECTIONS).clone()
+        return torch.exp(-torch.linalg.vector_norm(s[:, :POS_DIM] - g, dim=-1))
 
 
 @pytest.mark.parametrize("goal", [(1.0, 0.3), (0.0, -0.28)])
@@ -320,3 +360,53 @@ def test_lookahead_picks_the_candidate_that_ends_best(goal: tuple[float, float])
 def test_unknown_score_is_refused() -> None:
     with pytest.raises(ValueError, match="score"):
         PlannerConfig(score="best")
+
+
+class PriorCritic(DistanceCritic):
+    """DistanceCritic with a Q table per skill and a skill prior that rules out the skills in ``unsupported``."""
+
+    class config:  # noqa: N801 - mirrors MaskedCritic.config
+        goal_radius = 0.05
+        prior_threshold = 0.01
+        prior_threshold_mode = "absolute"
+
+    def __init__(self, q: torch.Tensor, unsupported: list[int]) -> None:
+        self.q, self.unsupported = q, unsupported
+
+    def q_values(self, s: torch.Tensor, m: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+        return self.q[None].expand(s.shape[0], -1).clone()
+
+    def skill_prior(self, s: torch.Tensor) -> torch.Tensor:
+        prior = torch.ones(s.shape[0], NUM_DIRECTIONS)
+        prior[:, self.unsupported] = 0.0
+        return prior / prior.sum(dim=1, keepdim=True)
+
+
+def test_prefer_support_ranks_skills_the_data_takes_at_the_state_first() -> None:
+    q = torch.linspace(0.1, 0.8, NUM_DIRECTIONS)  # skill 7 has the highest Q, but the data never takes it here
+    masks = torch.ones(1, NUM_DIRECTIONS, dtype=torch.bool)
+    goals = torch.tensor([[5.0, 5.0]])
+    plain = make_planner(critic=PriorCritic(q, [7]), n_candidates=128)
+    assert plain.plan(torch.zeros(1, STATE_DIM), masks, goals).token.item() == 7
+    supported = make_planner(critic=PriorCritic(q, [7]), n_candidates=128, prefer_support=True)
+    assert supported.plan(torch.zeros(1, STATE_DIM), masks, goals).token.item() == 6
+    # where no permitted candidate is supported, a permitted one is still taken, unflagged
+    only = torch.zeros(1, NUM_DIRECTIONS, dtype=torch.bool)
+    only[0, 7] = True
+    plan = supported.plan(torch.zeros(1, STATE_DIM), only, goals)
+    assert plan.token.item() == 7 and not plan.used_fallback.any()
+
+
+def test_token_lookahead_orders_candidates_of_the_best_skill_by_where_they_end() -> None:
+    q = torch.full((NUM_DIRECTIONS,), 0.5)
+    q[1] = 0.9  # the 45-degree skill is best; the goal lies far out at 60 degrees
+    goals = torch.tensor([[10 * math.cos(math.pi / 3), 10 * math.sin(math.pi / 3)]])
+    n = 256
+    planner = make_planner(critic=PriorCritic(q, []), n_candidates=n, score="token_lookahead")
+    plan = planner.plan(torch.zeros(1, STATE_DIM), torch.ones(1, NUM_DIRECTIONS, dtype=torch.bool), goals)
+    assert plan.token.item() == 1
+    angle = 2 * math.pi * torch.rand(1, n, generator=torch.Generator().manual_seed(0))[0]
+    in_skill = (angle > math.pi / 8) & (angle < 3 * math.pi / 8)
+    best = angle[in_skill][(angle[in_skill] - math.pi / 3).abs().argmin()]
+    end = plan.trajectory[0, -1, :POS_DIM]
+    torch.testing.assert_close(torch.atan2(end[1], end[0]), best)
