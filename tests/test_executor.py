@@ -40,7 +40,9 @@ class CountingPlanner:
         self.calls: list[torch.Tensor] = []
         self.trajectories: list[torch.Tensor] = []
 
-    def plan(self, states: torch.Tensor, masks: torch.Tensor, goals: torch.Tensor) -> SimpleNamespace:
+    def plan(
+        self, states: torch.Tensor, masks: torch.Tensor, goals: torch.Tensor, anchors: torch.Tensor | None = None
+    ) -> SimpleNamespace:
         self.calls.append(states.clone())
         trajectory = torch.randn(states.shape[0], H, S + A)
         self.trajectories.append(trajectory)
@@ -48,7 +50,8 @@ class CountingPlanner:
 
 
 def _obs(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    return {"observation": rng.normal(size=(E, S)), "desired_goal": rng.normal(size=(E, 2))}
+    observation = rng.normal(size=(E, S))
+    return {"observation": observation, "achieved_goal": observation[:, :2], "desired_goal": rng.normal(size=(E, 2))}
 
 
 def test_encodes_once_per_decision_and_decodes_every_step(
@@ -97,7 +100,7 @@ def test_encodes_once_per_decision_and_decodes_every_step(
 
 
 def test_refuses_plans_shorter_than_the_skill(skills: DDSSkills) -> None:
-    def short_plan(states: torch.Tensor, masks: torch.Tensor, goals: torch.Tensor) -> SimpleNamespace:
+    def short_plan(states: torch.Tensor, masks: torch.Tensor, goals: torch.Tensor, anchors: object = None) -> SimpleNamespace:
         return SimpleNamespace(trajectory=torch.zeros(states.shape[0], H_DDS - 1, S + A),
                                used_fallback=torch.zeros(states.shape[0], dtype=torch.bool))  # fmt: skip
 
