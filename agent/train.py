@@ -27,7 +27,6 @@ from skills.dds import DDSSkills, skill_windows, train_skills
 from skills.generator import TrajectoryGenerator, generator_windows, train_generator
 from skills.masks import token_sequence
 from skills.planner import PlannerConfig, SkillPlanner
-from skills.skill_graph import from_triples, skill_successions, succession_distance, to_triples
 from skills.tokenizer import SkillTokenizer, train_tokenizer
 from skills.training import LoopSettings
 from skills.windows import position_windows
@@ -37,8 +36,6 @@ DATA_FILE = "data.json"
 STAGES = ("tokenizer", "critic", "generator", "bc")
 """Stages every run trains; DDS_STAGE is trained too when the config has an executor_dds section."""
 DDS_STAGE = "dds_skills"
-GRAPH_FILE = "skill_successions.json"
-"""Which skill follows which in the source data (skills/skill_graph.py), written after the tokenizer."""
 
 
 class RunMismatchError(ValueError):
@@ -67,22 +64,10 @@ class Models:
     stats: DataStats
     dds_skills: DDSSkills | None = None
     """DDS encoder + action decoder (the mstt_dds executor); None when the run has no dds_skills stage."""
-    skill_successions: np.ndarray | None = None
-    """(L, L) counts of skill z followed by z' in the source data (skills/skill_graph.py); None in run folders
-    trained before it existed (`mstt train` again adds it without retraining anything)."""
 
     def planner(self, config: PlannerConfig, critic: Any = None) -> SkillPlanner:
-        """A planner over these models (``critic`` replaces the learned one, e.g. a constant critic), with the
-        data's skill-succession distances for the ``data_graph`` fallback."""
-        distance = None
-        if config.fallback == "data_graph":
-            if self.skill_successions is None:
-                raise FileNotFoundError(
-                    f"planner.fallback 'data_graph' needs {GRAPH_FILE} in the run folder: run `mstt train` on it "
-                    "again (it adds the file and retrains nothing)"
-                )
-            distance = succession_distance(self.skill_successions)
-        return SkillPlanner(self.generator, self.tokenizer, critic or self.critic, config, token_distance=distance)
+        """A planner over these models; ``critic`` replaces the learned one (e.g. a constant critic)."""
+        return SkillPlanner(self.generator, self.tokenizer, critic or self.critic, config)
 
 
 def source_data(experiment: Experiment, progress: bool = True) -> tuple[Task, list[EpisodeArrays]]:
@@ -157,12 +142,6 @@ def train(experiment: Experiment, run: Path, progress: bool = True) -> Models:
         tokenizer.save_pretrained(run / "tokenizer")
         report("tokenizer", asdict(tok_report), started)
     tokens = [token_sequence(p, tokenizer, stride) for p in positions]
-    if not (run / GRAPH_FILE).exists():
-        # successions need every window's token (stride 1): the next skill starts H steps later
-        sequences = tokens if stride == 1 else [token_sequence(p, tokenizer, 1) for p in positions]
-        counts = skill_successions(sequences, horizon, tokenizer.codebook_size)
-        write_json_atomic({"horizon": horizon, "num_skills": tokenizer.codebook_size, "successions": to_triples(counts)},
-                          run / GRAPH_FILE)  # fmt: skip
 
     # 2. Masked-Bellman critic on skill transitions (hindsight goals drawn inside).
     if stage_done("critic"):
@@ -234,7 +213,7 @@ def train(experiment: Experiment, run: Path, progress: bool = True) -> Models:
             )
             dds_skills.save_pretrained(run / DDS_STAGE)
             report(DDS_STAGE, asdict(dds_report), started)
-    return Models(tokenizer, critic, generator, bc, stats, dds_skills, _load_successions(run))
+    return Models(tokenizer, critic, generator, bc, stats, dds_skills)
 
 
 def load_models(run: Path, device: str | None = None) -> Models:
@@ -256,16 +235,7 @@ def load_models(run: Path, device: str | None = None) -> Models:
         BCPolicy.from_pretrained(run / "bc"),
         stats,
         dds_skills,
-        _load_successions(run),
     )
-
-
-def _load_successions(run: Path) -> np.ndarray | None:
-    path = run / GRAPH_FILE
-    if not path.exists():
-        return None
-    saved = json.loads(path.read_text())
-    return from_triples(saved["successions"], int(saved["num_skills"]))
 
 
 def _with_device(component: Any, config: Any) -> Any:

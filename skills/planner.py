@@ -30,7 +30,7 @@ from einops import rearrange
 from skills.critic import GOAL_REWARD, prior_support
 
 Tensor = torch.Tensor
-FALLBACKS = ("backtrack", "toward_feasible", "data_graph", "nearest_feasible", "error")
+FALLBACKS = ("backtrack", "toward_feasible", "nearest_feasible", "error")
 SCORES = ("token", "token_goal", "token_lookahead", "lookahead")
 SUPPORT_PENALTY = 2.0
 """'prefer_support': subtracted from the score of a candidate whose skill is outside the data's support at the state
@@ -84,10 +84,8 @@ class PlannerConfig:
     fallback: str = "toward_feasible"
     """'backtrack' (flagged candidate ending nearest to the env's anchor, the position where its agent last chose a
     permitted skill, passed to ``plan``; 'toward_feasible' where an env has none), 'toward_feasible' (flagged
-    candidate ending nearest to a permitted skill's start), 'data_graph' (flagged
-    candidate whose skill is fewest skills away from a permitted one in the source data's successions; needs the
-    ``token_distance`` from skills/skill_graph.py), 'nearest_feasible' (flagged candidate whose token is closest
-    to a permitted codeword) or 'error' (raise RuntimeError)."""
+    candidate ending nearest to a permitted skill's start), 'nearest_feasible' (flagged candidate whose token is
+    closest to a permitted codeword) or 'error' (raise RuntimeError)."""
     pos_start: int = 0
     """First observation index of the position the tokenizer reads (the pos slice is [pos_start, pos_stop))."""
     pos_stop: int = 2
@@ -221,11 +219,6 @@ class SkillPlanner:
     ) -> None:
         self.generator, self.tokenizer, self.critic, self.config = generator, tokenizer, critic, config
         self.num_skills = int(tokenizer.codebook_size)
-        if config.fallback == "data_graph" and token_distance is None:
-            raise ValueError(
-                "PlannerConfig.fallback='data_graph' needs token_distance: the source data's skill-succession "
-                "distances (skills.skill_graph.succession_distance)"
-            )
         self._token_distance = token_distance
         self.device = torch.device(device) if device is not None else _module_device(generator)
         self.rng = torch.Generator(device=self.device).manual_seed(config.seed)
