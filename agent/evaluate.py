@@ -104,26 +104,15 @@ class _Decisions:
     def __init__(self, plan: Callable[..., Any], mask: torch.Tensor, device: torch.device) -> None:
         self.plan, self.mask, self.device = plan, mask.to(device), device
         self.decisions = self.fallbacks = 0
-        self._anchors: torch.Tensor | None = None
-        """(E, P) where each env's agent last chose a permitted skill (NaN: not yet); the backtrack fallback's goal."""
-
-    def _reset_anchors(self) -> None:
-        self._anchors = None
 
     def _decide(self, obs: dict[str, np.ndarray]) -> Any:
         """Dict of (E, ...) observations -> the planner's Plan for every env."""
         n = obs["observation"].shape[0]
-        position = torch.as_tensor(obs["achieved_goal"], dtype=torch.float32, device=self.device)
-        if self._anchors is None or self._anchors.shape != position.shape:
-            self._anchors = torch.full_like(position, math.nan)
         plan = self.plan(
             torch.as_tensor(obs["observation"], dtype=torch.float32, device=self.device),
             self.mask.expand(n, -1),
             torch.as_tensor(obs["desired_goal"], dtype=torch.float32, device=self.device),
-            anchors=self._anchors,
         )
-        permitted = ~plan.used_fallback.to(self.device)
-        self._anchors = torch.where(permitted[:, None], position, self._anchors)
         self.decisions += n
         self.fallbacks += int(plan.used_fallback.sum())
         return plan
@@ -152,7 +141,6 @@ class PlanController(_Decisions):
 
     def reset(self, obs: dict[str, np.ndarray]) -> None:
         self._trajectory, self._k = None, 0
-        self._reset_anchors()
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         state = obs["observation"]
@@ -202,7 +190,6 @@ class SkillExecutorController(_Decisions):
     def reset(self, obs: dict[str, np.ndarray]) -> None:
         """Forget the current skills; reseed the decoder's noise per batch of episodes (reproducible)."""
         self._codes, self._k = None, 0
-        self._reset_anchors()
         self._noise = torch.Generator(device=self.device).manual_seed(self.seed + self._episode)
         self._episode += 1
 

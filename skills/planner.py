@@ -30,7 +30,7 @@ from einops import rearrange
 from skills.critic import GOAL_REWARD, prior_support
 
 Tensor = torch.Tensor
-FALLBACKS = ("backtrack", "toward_feasible", "nearest_feasible", "error")
+FALLBACKS = ("toward_feasible", "nearest_feasible", "error")
 SCORES = ("token", "token_goal", "token_lookahead", "lookahead")
 SUPPORT_PENALTY = 2.0
 """'prefer_support': subtracted from the score of a candidate whose skill is outside the data's support at the state
@@ -82,10 +82,8 @@ class PlannerConfig:
     max_resamples: int = 3
     """Extra rounds, only for environments where no candidate survived the mask (>= 0)."""
     fallback: str = "toward_feasible"
-    """'backtrack' (flagged candidate ending nearest to the env's anchor, the position where its agent last chose a
-    permitted skill, passed to ``plan``; 'toward_feasible' where an env has none), 'toward_feasible' (flagged
-    candidate ending nearest to a permitted skill's start), 'nearest_feasible' (flagged candidate whose token is
-    closest to a permitted codeword) or 'error' (raise RuntimeError)."""
+    """'toward_feasible' (flagged candidate ending nearest to a permitted skill's start), 'nearest_feasible'
+    (flagged candidate whose token is closest to a permitted codeword) or 'error' (raise RuntimeError)."""
     pos_start: int = 0
     """First observation index of the position the tokenizer reads (the pos slice is [pos_start, pos_stop))."""
     pos_stop: int = 2
@@ -291,39 +289,27 @@ class SkillPlanner:
         positions = rearrange(candidates[..., self.config.pos_slice], "e n h p -> (e n) h p")
         return _centroid_distance(positions.float(), tokens.reshape(-1), self.num_skills)
 
-    def _fallback(
-        self, candidates: Tensor, tokens: Tensor, masks: Tensor, q_all: Tensor, anchors: Tensor | None = None
-    ) -> Tensor:
+    def _fallback(self, candidates: Tensor, tokens: Tensor, masks: Tensor, q_all: Tensor) -> Tensor:
         """(E, N, H, S + A) candidates none of which is permitted -> (E,) index of the fallback candidate."""
         ends = candidates[:, :, -1, self.config.pos_slice].float()  # (E, N, P)
         starts = getattr(self.tokenizer, "token_starts", None)
-        if self.config.fallback in ("backtrack", "toward_feasible") and callable(starts):
+        if self.config.fallback == "toward_feasible" and callable(starts):
             if self._token_starts is None:
                 self._token_starts = starts().to(self.device, torch.float32)
             to_start = torch.cdist(ends, self._token_starts[None].expand(ends.shape[0], -1, -1))
-            choice = to_start.masked_fill(~masks[:, None, :], math.inf).amin(dim=-1).argmin(dim=1)  # (E,)
-        else:
-            choice = _nearest_feasible(tokens, masks, q_all, self._distance(candidates, tokens))
-        if self.config.fallback == "backtrack" and anchors is not None:
-            # the way back to where this agent last chose a permitted skill is a way it has just driven
-            to_anchor = torch.linalg.vector_norm(ends - anchors[:, None, :].to(ends), dim=-1)  # (E, N)
-            has_anchor = ~anchors.isnan().any(dim=-1)
-            choice = torch.where(has_anchor, to_anchor.argmin(dim=1), choice)
-        return choice
+            return to_start.masked_fill(~masks[:, None, :], math.inf).amin(dim=-1).argmin(dim=1)  # (E,)
+        return _nearest_feasible(tokens, masks, q_all, self._distance(candidates, tokens))
 
     # ---- batched plan ---------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def plan(
-        self, states: Tensor, masks: Tensor, goals: Tensor | None = None, anchors: Tensor | None = None
-    ) -> Plan:
+    def plan(self, states: Tensor, masks: Tensor, goals: Tensor | None = None) -> Plan:
         """Choose one sub-trajectory per environment.
 
         Args:
             states: (E, S) current observations.
             masks: (E, L) bool skill masks (True = allowed).
             goals: (E, G) goals (None for a fixed-goal critic and generator).
-            anchors: (E, P) positions the 'backtrack' fallback heads for (NaN rows: none yet); ignored otherwise.
 
         Returns:
             Plan; only ``used_fallback`` rows hold a masked token.
@@ -361,8 +347,7 @@ class SkillPlanner:
                     f"after {self.config.max_resamples} resamples of {n}; raise max_resamples or n_candidates, or "
                     "use fallback='nearest_feasible'"
                 )
-            anchors = anchors.to(self.device, torch.float32) if anchors is not None else None
-            fallback = self._fallback(candidates, tokens, masks, q_all, anchors)
+            fallback = self._fallback(candidates, tokens, masks, q_all)
             best = torch.where(used_fallback, fallback, best)
         env = torch.arange(states.shape[0], device=self.device)
         token = tokens[env, best]

@@ -40,9 +40,7 @@ class CountingPlanner:
         self.calls: list[torch.Tensor] = []
         self.trajectories: list[torch.Tensor] = []
 
-    def plan(
-        self, states: torch.Tensor, masks: torch.Tensor, goals: torch.Tensor, anchors: torch.Tensor | None = None
-    ) -> SimpleNamespace:
+    def plan(self, states: torch.Tensor, masks: torch.Tensor, goals: torch.Tensor) -> SimpleNamespace:
         self.calls.append(states.clone())
         trajectory = torch.randn(states.shape[0], H, S + A)
         self.trajectories.append(trajectory)
@@ -50,8 +48,7 @@ class CountingPlanner:
 
 
 def _obs(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    observation = rng.normal(size=(E, S))
-    return {"observation": observation, "achieved_goal": observation[:, :2], "desired_goal": rng.normal(size=(E, 2))}
+    return {"observation": rng.normal(size=(E, S)), "desired_goal": rng.normal(size=(E, 2))}
 
 
 def test_encodes_once_per_decision_and_decodes_every_step(
@@ -100,7 +97,7 @@ def test_encodes_once_per_decision_and_decodes_every_step(
 
 
 def test_refuses_plans_shorter_than_the_skill(skills: DDSSkills) -> None:
-    def short_plan(states: torch.Tensor, masks: torch.Tensor, goals: torch.Tensor, anchors: object = None) -> SimpleNamespace:
+    def short_plan(states: torch.Tensor, masks: torch.Tensor, goals: torch.Tensor) -> SimpleNamespace:
         return SimpleNamespace(trajectory=torch.zeros(states.shape[0], H_DDS - 1, S + A),
                                used_fallback=torch.zeros(states.shape[0], dtype=torch.bool))  # fmt: skip
 

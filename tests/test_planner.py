@@ -245,28 +245,6 @@ def test_toward_feasible_fallback_heads_for_the_nearest_permitted_skill_start() 
     assert reference.used_fallback.all() and reference.trajectory[0, -1, 1] > 0 > reference.trajectory[1, -1, 1]
 
 
-def test_backtrack_fallback_heads_for_the_anchor_and_toward_feasible_without_one() -> None:
-    class PlacedTokenizer(DirectionTokenizer):
-        def token_starts(self) -> torch.Tensor:
-            return self.centroids / (STEP * (HORIZON - 1))
-
-    planner = SkillPlanner(
-        LineGenerator(-math.pi / 2, math.pi / 2),  # right half-plane: tokens 6, 7, 0, 1, 2
-        PlacedTokenizer(),
-        TableCritic(torch.linspace(0.8, 0.1, NUM_DIRECTIONS)),
-        PlannerConfig(n_candidates=64, max_resamples=0, pos_stop=POS_DIM, fallback="backtrack"),
-    )
-    masks = torch.zeros(2, NUM_DIRECTIONS, dtype=torch.bool)
-    masks[:, 4] = True  # only straight left is permitted, and no candidate goes left
-    anchors = torch.tensor([[0.0, -5.0], [math.nan, math.nan]])  # env 0 last chose a permitted skill far below
-    plan = planner.plan(torch.zeros(2, STATE_DIM), masks, anchors=anchors)
-    assert plan.used_fallback.all()
-    end = plan.trajectory[:, -1, :POS_DIM]
-    assert end[0, 1] < -STEP * (HORIZON - 1) * 0.9  # env 0 heads down, back to its anchor
-    # env 1 has no anchor: toward the permitted skill's start (one unit left), i.e. the least rightward candidate
-    assert end[1, 0] < STEP * (HORIZON - 1) * 0.1
-
-
 def test_token_goal_score_prefers_a_candidate_that_reaches_the_goal() -> None:
     class GoalTableCritic(TableCritic):
         class config:  # noqa: N801 - mirrors MaskedCritic.config
