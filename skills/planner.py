@@ -1,6 +1,12 @@
 """Skill planner: propose sub-trajectories with the generator, drop those whose token is masked, pick with the critic.
 ``SkillPlanner.plan`` does it batched on the device for E environments; ``plan_one_at_a_time`` is the paper's
-Algorithm 2, kept as the reference the benchmark compares against.
+Algorithm 2, kept as the reference the benchmark compares against (it ranks by the skill's Q, ``score = "token"``).
+
+Scores (``PlannerConfig.score``, ``prefer_support``) decide among the permitted candidates; the mask only filters.
+Ranking by the skill's Q alone cannot separate candidates of one skill, and with position-dominated skills one skill
+holds windows heading every way at a corner or from rest; the candidate-level scores look at where each candidate
+actually goes (its end state, whether it reaches the goal), and ``prefer_support`` ranks first the candidates whose
+skill the data takes at the current state, since the critic's Q is trained on those alone.
 
 Fallback (when no candidate of an environment survives the mask after ``max_resamples`` resamples): with
 ``fallback = "toward_feasible"`` (the default) the planner returns the candidate that ends nearest to where a

@@ -308,3 +308,20 @@ def test_critic_refuses_a_generator_checkpoint(tmp_path: Path) -> None:
     TrajectoryGenerator(config, state_dim=2, action_dim=2).save_pretrained(directory)
     with pytest.raises(CheckpointError, match="kind"):
         MaskedCritic.from_pretrained(directory)
+
+
+def test_state_values_max_over_permitted_skills_in_the_prior_support() -> None:
+    """V(s, m, g), the planner's lookahead: max Q over skills both unmasked and in the data's support at s, r_term
+    where no skill is both."""
+    torch.manual_seed(0)
+    config = CriticConfig(hidden=16, layers=1, prior_threshold=0.3)
+    critic = MaskedCritic(config, state_dim=4, goal_dim=2, num_skills=3, horizon=4)
+    with torch.no_grad():  # prior: skill 2 certain at every state (logits dominated by the bias)
+        critic.prior_net[-1].weight.zero_()
+        critic.prior_net[-1].bias.copy_(torch.tensor([-10.0, -10.0, 10.0]))
+    s, g = torch.randn(5, 4), torch.randn(5, 2)
+    masks = torch.tensor([[True, True, True]] * 3 + [[True, True, False]] * 2)
+    q = critic.q_values(s, masks, g)
+    values = critic.state_values(s, masks, g)
+    torch.testing.assert_close(values[:3], q[:3, 2])  # only skill 2 is in the support
+    assert (values[3:] == TERMINATION_REWARD).all()  # skill 2 masked: nothing both permitted and supported
