@@ -17,7 +17,7 @@ from agent.evaluate import PlanController
 from agent.experiment import Experiment
 from agent.io import write_json_atomic
 from agent.tasks import make_task
-from agent.train import load_models
+from agent.train import check_run_matches, load_models
 from skills.masks import infer_mask
 
 VIDEO_EVERY = 4
@@ -64,6 +64,7 @@ def run_instruction(
     if variant not in experiment.targets:
         raise ValueError(f"variant {variant!r} is not a target of {experiment.path}: {sorted(experiment.targets)}")
     task = make_task(experiment.targets[variant])
+    check_run_matches(run, experiment)
     models = load_models(run)
     out.mkdir(parents=True, exist_ok=True)
     env = task.make_env(render_mode="rgb_array")

@@ -100,6 +100,20 @@ def _check_run_folder(run: Path, experiment: Experiment) -> None:
     write_json_atomic({"fingerprint": fingerprint, "config": str(experiment.path)}, record)
 
 
+def check_run_matches(run: Path, experiment: Any) -> None:
+    """Refuse a run folder trained under another experiment's training settings (or not trained at all)."""
+    record = run / RUN_FILE
+    if not record.exists():
+        raise FileNotFoundError(f"{run} is not a run folder ({RUN_FILE} missing): run `mstt train` into it first")
+    saved = json.loads(record.read_text())
+    if saved.get("fingerprint") != experiment.fingerprint():
+        raise RunMismatchError(
+            f"{run} was trained with config {saved.get('config')} (fingerprint {saved.get('fingerprint')}); "
+            f"{experiment.path} differs in its training settings (fingerprint {experiment.fingerprint()}): "
+            "evaluate it with the config it was trained with"
+        )
+
+
 def train(experiment: Experiment, run: Path, progress: bool = True) -> Models:
     """Train (or resume) every stage; return the trained models."""
     _check_run_folder(run, experiment)

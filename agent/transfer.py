@@ -30,7 +30,7 @@ from agent.evaluate import (
 from agent.experiment import Experiment
 from agent.io import write_json_atomic
 from agent.tasks import make_task
-from agent.train import load_models, source_data
+from agent.train import check_run_matches, load_models, source_data
 from skills.masks import infer_mask, token_sequence
 
 
@@ -58,6 +58,7 @@ def evaluate_transfer(
     settings = config.eval
     episodes = episodes or settings.episodes
     methods = methods or list(settings.methods)
+    check_run_matches(run, experiment)
     models = load_models(run, device)
     if "mstt_dds" in methods and models.dds_skills is None:
         raise ValueError(
@@ -93,10 +94,17 @@ def evaluate_transfer(
         task = make_task(target_config)
         demo_file = demo_path or experiment.demo_files.get(variant)
         scripted = Demo.load(demo_file) if demo_file else task.scripted_demo()
-        demo = scripted
+        demo, demo_name = scripted, str(demo_file or f"the scripted demo of {variant}")
         if demo_source is not None:
             demo = perceived_demo(task, demo_source, json_path.parent if json_path is not None else None)
-        mask, report = _demo_mask(demo, models, config.mask)
+            demo_name = f"the {demo_source} perception demo of {variant}"
+        check_demo(demo, task, demo_name)
+        try:
+            mask, report = _demo_mask(demo, models, config.mask)
+        except ValueError as err:
+            raise ValueError(f"demo {demo_name}: {err}") from None
+        if not bool(mask.any()):
+            raise ValueError(f"demo {demo_name} activates no skill token: nothing to plan with")
         overlap: dict[str, float] = {}
         if demo_source is not None:
             reference, _ = _demo_mask(scripted, models, config.mask)
@@ -188,6 +196,26 @@ def evaluate_transfer(
     if progress:
         print(results_table(output))
     return output
+
+
+def check_demo(demo: Demo, task: Any, name: str) -> None:
+    """Refuse a demo of another task or map, of the wrong dimension, or with points where no agent can be."""
+    config = task.config
+    if (demo.task, demo.name) != (config.task, config.name):
+        raise ValueError(
+            f"demo {name} is a demo of the {demo.task} task '{demo.name}', but the target is the {config.task} task "
+            f"'{config.name}' (variant {config.variant})"
+        )
+    points = np.asarray(demo.positions, dtype=float)
+    if points.shape[1] != task.pos_dim:
+        raise ValueError(f"demo {name} has {points.shape[1]}-D points; positions of this task are {task.pos_dim}-D")
+    outside = task.outside(points)
+    if outside.any():
+        first = int(np.argmax(outside))
+        raise ValueError(
+            f"demo {name}: {int(outside.sum())} of {len(points)} points lie where no agent can be (off the map, in a "
+            f"wall or off the workspace), the first is point {first} = {points[first].round(3).tolist()}"
+        )
 
 
 DEMO_INSTRUCTION = "go to the red ball"

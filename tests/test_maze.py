@@ -162,3 +162,13 @@ def test_control_dt_matches_the_env(configs: Path) -> None:
         assert task.control_dt == env.unwrapped.point_env.dt
     finally:
         env.close()
+
+
+def test_outside_marks_points_off_the_map_and_in_walls(configs) -> None:
+    task = make_task(load_config(configs / "maze/t1.yaml"))
+    layout = task.layout
+    free, wall, blocked = layout.cell_to_xy((5, 1)), layout.cell_to_xy((0, 0)), layout.cell_to_xy((7, 6))
+    off_map = np.array([layout.n_cols, 0.0])
+    assert task.outside(np.stack([free, wall, blocked, off_map])).tolist() == [False, True, True, True]
+    source = make_task(load_config(configs / "maze/source.yaml"))
+    assert not source.outside(blocked[None]).any()  # the blocked cell is free in the source world

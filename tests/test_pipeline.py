@@ -9,7 +9,9 @@ import pytest
 
 from agent.cli import main
 from agent.experiment import component_config, load_experiment
+from agent.demo import Demo
 from agent.train import RunMismatchError, train
+from agent.transfer import evaluate_transfer
 
 METRICS = {"goal_rate", "goal_ci95", "return_mean", "failure_rate", "cost_mean", "steps_mean", "mask_size"}
 
@@ -107,6 +109,27 @@ def test_rerun_skips_finished_stages_and_refuses_other_configs(
     other.write_text(experiment_file.read_text() + "seed: 5\n")
     with pytest.raises(RunMismatchError, match="fingerprint"):
         train(load_experiment(other), run, progress=False)
+    with pytest.raises(RunMismatchError, match="evaluate it with the config it was trained with"):
+        evaluate_transfer(load_experiment(other), run, episodes=1, progress=False)
+
+
+def test_eval_refuses_demos_of_another_task_off_the_map_or_too_short(
+    experiment_file: Path, configs: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    experiment = load_experiment(experiment_file)
+    train(experiment, run, progress=False)
+    fetch_demo = configs / "demos/fetch_zone.json"
+    with pytest.raises(ValueError, match="fetch_zone.json is a demo of the fetch task"):
+        evaluate_transfer(experiment, run, episodes=1, demo_path=fetch_demo, progress=False)
+    demo = Demo.load(configs / "demos/maze_t1.json")
+    off_map = demo.model_copy(update={"points": [[p[0] + 20.0, p[1]] for p in demo.points]})
+    with pytest.raises(ValueError, match=r"off_map.json: 427 of 427 points lie where no agent can be"):
+        evaluate_transfer(experiment, run, episodes=1, demo_path=off_map.save(tmp_path / "off_map.json"),
+                          progress=False)  # fmt: skip
+    short = demo.model_copy(update={"points": demo.points[:3], "timestamps": demo.timestamps[:3]})
+    with pytest.raises(ValueError, match="demo .*short.json"):
+        evaluate_transfer(experiment, run, episodes=1, demo_path=short.save(tmp_path / "short.json"), progress=False)
 
 
 def test_device_override_keeps_the_fingerprint(experiment_file: Path) -> None:

@@ -126,6 +126,11 @@ class Task(Protocol):
         """(..., P) positions -> (...) bool: touching what this variant forbids (blocked cells, zones)."""
         ...
 
+    def outside(self, positions: np.ndarray) -> np.ndarray:
+        """(..., P) positions -> (...) bool: where no agent can be (off the map, inside a wall, off the workspace);
+        a demo with such points is refused."""
+        ...
+
     def track(self, obs: np.ndarray, next_state: np.ndarray, plan_action: np.ndarray) -> np.ndarray:
         """Low-level tracking of a planned sub-trajectory: (E, S) current observations, (E, S) the
         plan's next state and (E, A) its action -> (E, A) actions to execute."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from gymnasium_robotics.envs.fetch.fetch_env import DEFAULT_CAMERA_CONFIG
 
-from agent.config import FetchConfig, Zone
+from agent.config import FETCH_WORKSPACE_HIGH, FETCH_WORKSPACE_LOW, FetchConfig, Zone
 from agent.demo import Demo
 from agent.tasks.base import Episode, EpisodeRecorder
 from agent.tasks.camera import FreeCamera
@@ -191,6 +191,11 @@ class FetchTask:
         for zone in self.config.zones:
             inside |= np.all((positions >= zone.low) & (positions <= zone.high), axis=-1)
         return inside
+
+    def outside(self, positions: np.ndarray) -> np.ndarray:
+        """Off the gripper's reachable workspace above the table."""
+        positions = np.asarray(positions, dtype=float)
+        return ~np.all((positions >= FETCH_WORKSPACE_LOW) & (positions <= FETCH_WORKSPACE_HIGH), axis=-1)
 
     def track(self, obs: np.ndarray, next_state: np.ndarray, plan_action: np.ndarray) -> np.ndarray:
         """The plan's own action plus a P correction towards its next gripper position."""

@@ -294,6 +294,17 @@ class MazeTask:
         gap = np.abs(positions[..., None, :] - self._blocked_xy).max(axis=-1)
         return (gap <= 0.5 + AGENT_RADIUS + CONTACT_SLACK).any(axis=-1)
 
+    def outside(self, positions: np.ndarray) -> np.ndarray:
+        """Off the map or inside a wall cell of this variant (its blocked cells included)."""
+        walls = self.layout.walls
+        flat = np.asarray(positions, dtype=float).reshape(-1, 2)
+        rows = np.floor(self.layout.n_rows / 2 - flat[:, 1]).astype(int)
+        cols = np.floor(flat[:, 0] + self.layout.n_cols / 2).astype(int)
+        off = (rows < 0) | (rows >= self.layout.n_rows) | (cols < 0) | (cols >= self.layout.n_cols)
+        inside = np.zeros_like(off)
+        inside[~off] = walls[rows[~off], cols[~off]]
+        return (off | inside).reshape(np.shape(positions)[:-1])
+
     @cached_property
     def _route_cells(self) -> np.ndarray:
         """(rows, cols) bool: the cells of the variant's shortest start -> goal route."""
