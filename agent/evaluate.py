@@ -101,7 +101,10 @@ class _Decisions:
     """What the planning controllers share: one batched plan call for every env per decision, and the count of
     decisions where no candidate's skill was permitted (the planner fell back)."""
 
-    def __init__(self, plan: Callable[..., Any], mask: torch.Tensor, device: torch.device) -> None:
+    def __init__(
+        self, plan: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object], mask: torch.Tensor,
+        device: torch.device,
+    ) -> None:  # fmt: skip
         self.plan, self.mask, self.device = plan, mask.to(device), device
         self.decisions = self.fallbacks = 0
 
@@ -129,7 +132,7 @@ class PlanController(_Decisions):
     def __init__(
         self,
         task: Task,
-        plan: Callable[..., Any],
+        plan: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object],
         mask: torch.Tensor,
         replan_every: int,
         device: torch.device,
@@ -168,7 +171,7 @@ class SkillExecutorController(_Decisions):
 
     def __init__(
         self,
-        plan: Callable[..., Any],
+        plan: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object],
         mask: torch.Tensor,
         skills: DDSSkills,
         seed: int = 0,

@@ -195,8 +195,6 @@ class OfflineModels:
     bc: BCPolicy | None
 
 
-
-
 def _plain(value: Any) -> Any:
     if is_dataclass(value):
         return {k: _plain(v) for k, v in asdict(value).items()}

@@ -87,20 +87,15 @@ def source_data(experiment: Experiment, progress: bool = True) -> tuple[Task, li
 def _check_run_folder(run: Path, experiment: Experiment) -> None:
     run.mkdir(parents=True, exist_ok=True)
     record = run / RUN_FILE
-    fingerprint = experiment.fingerprint()
     if record.exists():
-        saved = json.loads(record.read_text())
-        if saved.get("fingerprint") != fingerprint:
-            raise RunMismatchError(
-                f"{run} was trained with config {saved.get('config')} (fingerprint "
-                f"{saved.get('fingerprint')}); {experiment.path} differs in its training settings "
-                f"(fingerprint {fingerprint}). Use a new --run folder."
-            )
+        check_run_matches(run, experiment, remedy="use a new --run folder")
         return
-    write_json_atomic({"fingerprint": fingerprint, "config": str(experiment.path)}, record)
+    write_json_atomic({"fingerprint": experiment.fingerprint(), "config": str(experiment.path)}, record)
 
 
-def check_run_matches(run: Path, experiment: Any) -> None:
+def check_run_matches(
+    run: Path, experiment: Any, remedy: str = "evaluate it with the config it was trained with"
+) -> None:
     """Refuse a run folder trained under another experiment's training settings (or not trained at all)."""
     record = run / RUN_FILE
     if not record.exists():
@@ -109,8 +104,7 @@ def check_run_matches(run: Path, experiment: Any) -> None:
     if saved.get("fingerprint") != experiment.fingerprint():
         raise RunMismatchError(
             f"{run} was trained with config {saved.get('config')} (fingerprint {saved.get('fingerprint')}); "
-            f"{experiment.path} differs in its training settings (fingerprint {experiment.fingerprint()}): "
-            "evaluate it with the config it was trained with"
+            f"{experiment.path} differs in its training settings (fingerprint {experiment.fingerprint()}): {remedy}"
         )
 
 

@@ -7,7 +7,6 @@ vector env. The JSON shape is fixed so that others can read it:
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +77,8 @@ def evaluate_transfer(
         )
     planners = {
         "learned": models.planner(planner_config),
-        # mask_only: any permitted candidate, nothing ranked (a lookahead would rank by reaching the goal)
-        "constant": models.planner(replace(planner_config, score="token"), ConstantCritic(num_skills)),
+        # mask_only: a constant critic has no goal radius or prior, so the planner ranks nothing (token scoring)
+        "constant": models.planner(planner_config, ConstantCritic(num_skills)),
     }
     oracle_inputs = None
     if "oracle_mask" in methods or figures is not None:

@@ -296,13 +296,14 @@ class SkillPlanner:
 
     def _fallback(self, candidates: Tensor, tokens: Tensor, masks: Tensor, q_all: Tensor) -> Tensor:
         """(E, N, H, S + A) candidates none of which is permitted -> (E,) index of the fallback candidate."""
-        ends = candidates[:, :, -1, self.config.pos_slice].float()  # (E, N, P)
         starts = getattr(self.tokenizer, "token_starts", None)
         if self.config.fallback == "toward_feasible" and callable(starts):
             if self._token_starts is None:
                 self._token_starts = starts().to(self.device, torch.float32)
+            ends = candidates[:, :, -1, self.config.pos_slice].float()  # (E, N, P)
             to_start = torch.cdist(ends, self._token_starts[None].expand(ends.shape[0], -1, -1))
-            return to_start.masked_fill(~masks[:, None, :], math.inf).amin(dim=-1).argmin(dim=1)  # (E,)
+            to_start = to_start.masked_fill(~masks[:, None, :], math.inf).amin(dim=-1)  # (E, N)
+            return to_start.argmin(dim=1)
         return _nearest_feasible(tokens, masks, q_all, self._distance(candidates, tokens))
 
     # ---- batched plan ---------------------------------------------------------------------------------------

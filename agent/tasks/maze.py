@@ -296,14 +296,10 @@ class MazeTask:
 
     def outside(self, positions: np.ndarray) -> np.ndarray:
         """Off the map or inside a wall cell of this variant (its blocked cells included)."""
-        walls = self.layout.walls
-        flat = np.asarray(positions, dtype=float).reshape(-1, 2)
-        rows = np.floor(self.layout.n_rows / 2 - flat[:, 1]).astype(int)
-        cols = np.floor(flat[:, 0] + self.layout.n_cols / 2).astype(int)
-        off = (rows < 0) | (rows >= self.layout.n_rows) | (cols < 0) | (cols >= self.layout.n_cols)
-        inside = np.zeros_like(off)
-        inside[~off] = walls[rows[~off], cols[~off]]
-        return (off | inside).reshape(np.shape(positions)[:-1])
+        layout = self.layout
+        cells = [layout.xy_to_cell(xy) for xy in np.asarray(positions, dtype=float).reshape(-1, 2)]
+        blocked = [not layout.in_bounds(cell) or bool(layout.walls[cell]) for cell in cells]
+        return np.array(blocked, dtype=bool).reshape(np.shape(positions)[:-1])
 
     @cached_property
     def _route_cells(self) -> np.ndarray:
