@@ -6,7 +6,10 @@ Scores (``PlannerConfig.score``, ``prefer_support``) decide among the permitted 
 Ranking by the skill's Q alone cannot separate candidates of one skill, and with position-dominated skills one skill
 holds windows heading every way at a corner or from rest; the candidate-level scores look at where each candidate
 actually goes (its end state, whether it reaches the goal), and ``prefer_support`` ranks first the candidates whose
-skill the data takes at the current state, since the critic's Q is trained on those alone.
+skill the data takes at the current state, since the critic's Q is trained on those alone. ``lookahead_depth`` 2 looks
+one skill further: the generator proposes continuations from each candidate's end state, the mask filters them, and
+the best permitted continuation's end state is valued (a candidate from which no continuation is permitted leads to
+the sink).
 
 Fallback (when no candidate of an environment survives the mask after ``max_resamples`` resamples): with
 ``fallback = "toward_feasible"`` (the default) the planner returns the candidate that ends nearest to where a
@@ -33,7 +36,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import torch
 from einops import rearrange
 
-from skills.critic import GOAL_REWARD, prior_support
+from skills.critic import GOAL_REWARD, TERMINATION_REWARD, prior_support
 
 Tensor = torch.Tensor
 FALLBACKS = ("toward_feasible", "nearest_feasible", "error")
@@ -114,7 +117,19 @@ class PlannerConfig:
     noisy V and picks its errors (measured: 0-10% on the quick maze config); 'token_lookahead' is what the configs
     use."""
 
+    lookahead_depth: int = 1
+    """Skills the lookahead scores look ahead: 1 values each candidate's end state with the critic; 2 also samples
+    ``lookahead_candidates`` continuations from it, filters them by the mask and values the best one's end state.
+    From rest, one 16-step window barely leaves the start cell, where the critic cannot tell the routes apart; the
+    second skill's tokens do, and the mask removes continuations into walled-off routes."""
+    lookahead_candidates: int = 8
+    """Continuations sampled per candidate and level when ``lookahead_depth`` > 1."""
+
     def __post_init__(self) -> None:
+        if self.lookahead_depth < 1:
+            raise ValueError(f"PlannerConfig.lookahead_depth must be >= 1, got {self.lookahead_depth!r}")
+        if self.lookahead_candidates < 1:
+            raise ValueError(f"PlannerConfig.lookahead_candidates must be >= 1, got {self.lookahead_candidates!r}")
         if self.n_candidates < 1:
             raise ValueError(f"PlannerConfig.n_candidates must be >= 1, got {self.n_candidates!r}")
         if self.max_resamples < 0:
@@ -267,21 +282,46 @@ class SkillPlanner:
             return (None if unsupported is None else q_all.gather(1, tokens) - SUPPORT_PENALTY * unsupported), None
         lookahead = None
         if score in ("lookahead", "token_lookahead"):
-            n = candidates.shape[1]
-            ends = rearrange(candidates[:, :, -1, : self.critic.state_dim], "e n s -> (e n) s")
-            end_goals = goals.repeat_interleave(n, dim=0) if goals is not None else None
-            value = self.critic.state_values(ends, masks.repeat_interleave(n, dim=0), end_goals)
-            lookahead = float(self.critic.discount) * rearrange(value, "(e n) -> e n", n=n)
+            lookahead = self._lookahead(candidates, masks, goals, self.config.lookahead_depth)
         value = lookahead if score == "lookahead" else q_all.gather(1, tokens)
         if goals is not None:
-            positions = candidates[..., self.config.pos_slice]  # (E, N, H, P)
-            reached = (torch.linalg.vector_norm(positions - goals[:, None, None, :], dim=-1) <= radius).any(dim=-1)
+            reached = self._reaches_goal(candidates, goals)
             value = torch.where(reached, torch.full_like(value, GOAL_REWARD), value)
-            if lookahead is not None:
-                lookahead = torch.where(reached, torch.full_like(lookahead, GOAL_REWARD), lookahead)
         if unsupported is not None:
             value = value - SUPPORT_PENALTY * unsupported
         return value, lookahead if score == "token_lookahead" else None
+
+    def _reaches_goal(self, candidates: Tensor, goals: Tensor) -> Tensor:
+        """(E, N, H, S + A) candidates, (E, G) goals -> (E, N) bool: one of the candidate's positions is within the
+        critic's goal radius."""
+        positions = candidates[..., self.config.pos_slice]  # (E, N, H, P)
+        distance = torch.linalg.vector_norm(positions - goals[:, None, None, :], dim=-1)
+        return (distance <= self.critic.config.goal_radius).any(dim=-1)
+
+    def _lookahead(self, candidates: Tensor, masks: Tensor, goals: Tensor | None, depth: int) -> Tensor:
+        """(E, N, H, S + A) candidates -> (E, N) their value looking ``depth`` skills ahead.
+
+        Depth 1: gamma_H * V(s_H, m, g) at the state the candidate ends in. Depth d > 1: the generator proposes
+        ``lookahead_candidates`` continuations from that end state, the mask filters them, and the candidate is
+        worth gamma_H times its best permitted continuation's depth-(d - 1) value (r_term, the sink's value, when
+        none is permitted). A candidate whose positions reach the goal is worth the goal reward at any depth."""
+        e, n = candidates.shape[:2]
+        ends = rearrange(candidates[:, :, -1, : self.critic.state_dim], "e n s -> (e n) s")
+        end_masks = masks.repeat_interleave(n, dim=0)
+        end_goals = goals.repeat_interleave(n, dim=0) if goals is not None else None
+        if depth <= 1:
+            value = self.critic.state_values(ends, end_masks, end_goals)
+        else:
+            k = self.config.lookahead_candidates
+            following, tokens = self._propose(ends, end_goals, k)  # (E * N, K, H, S + A)
+            deeper = self._lookahead(following, end_masks, end_goals, depth - 1)  # (E * N, K)
+            permitted = end_masks.gather(1, tokens)
+            value = deeper.masked_fill(~permitted, -math.inf).amax(dim=1)
+            value = torch.where(permitted.any(dim=1), value, torch.full_like(value, TERMINATION_REWARD))
+        value = float(self.critic.discount) * rearrange(value, "(e n) -> e n", n=n)
+        if goals is not None:
+            value = torch.where(self._reaches_goal(candidates, goals), torch.full_like(value, GOAL_REWARD), value)
+        return value
 
     def _distance(self, candidates: Tensor, tokens: Tensor) -> Tensor:
         """(L, L) token distance for the fallback (see the module doc string for the order of sources)."""

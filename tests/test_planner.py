@@ -388,3 +388,46 @@ def test_token_lookahead_orders_candidates_of_the_best_skill_by_where_they_end()
     best = angle[in_skill][(angle[in_skill] - math.pi / 3).abs().argmin()]
     end = plan.trajectory[0, -1, :POS_DIM]
     torch.testing.assert_close(torch.atan2(end[1], end[0]), best)
+
+
+class ForkGenerator:
+    """Stand-in generator for the two-skill lookahead: from the origin, half the candidates head east to A and half
+    north to B; from A every continuation heads back west, from anywhere else every continuation heads east."""
+
+    def sample(
+        self, states: torch.Tensor, n: int, goals: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        pos = states[:, :POS_DIM]
+        at_origin = torch.linalg.vector_norm(pos, dim=-1) < 1e-6
+        at_a = (pos[:, 0] > 0.2) & (pos[:, 1].abs() < 0.1)
+        east, north, west = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), torch.tensor([-1.0, 0.0])
+        direction = torch.where(at_a[:, None], west, east)[:, None].expand(-1, n, -1).clone()  # (B, n, 2)
+        direction[at_origin, 1::2] = north
+        t = torch.arange(HORIZON, dtype=torch.float32)[None, None, :, None] * STEP
+        tau = torch.zeros(states.shape[0], n, HORIZON, STATE_DIM + ACTION_DIM)
+        tau[..., :POS_DIM] = pos[:, None, None] + t * direction[:, :, None]
+        tau[..., STATE_DIM:] = direction[:, :, None]
+        return tau
+
+
+@pytest.mark.parametrize("score", ["lookahead", "token_lookahead"])
+def test_two_skill_lookahead_avoids_an_end_state_whose_continuations_are_all_masked(score: str) -> None:
+    """A (east) ends nearer the goal than B (north), so one skill of lookahead takes A; but from A the only
+    continuation heads west, a masked skill, so A leads to the sink. Two skills of lookahead see it and take B."""
+    masks = torch.zeros(1, NUM_DIRECTIONS, dtype=torch.bool)
+    masks[0, [0, 2]] = True  # east and north permitted, west (4) masked
+    goals = torch.tensor([[1.0, 0.1]])
+    states = torch.zeros(1, STATE_DIM)
+    plans = {}
+    for depth in (1, 2):
+        planner = make_planner(ForkGenerator(), DistanceCritic(), n_candidates=8, score=score, lookahead_depth=depth)
+        plans[depth] = planner.plan(states, masks, goals)
+    assert plans[1].token.item() == 0 and plans[2].token.item() == 2
+    assert not plans[2].used_fallback.any()
+
+
+def test_lookahead_depth_and_candidates_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="lookahead_depth"):
+        PlannerConfig(lookahead_depth=0)
+    with pytest.raises(ValueError, match="lookahead_candidates"):
+        PlannerConfig(lookahead_candidates=0)
