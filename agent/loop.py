@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,8 @@ def run_instruction(
         print(f"demo: {report.message}")
         planner = models.planner(experiment.config.planner)
         replan_every = experiment.config.eval.replan_every or models.tokenizer.horizon
-        controller = PlanController(task, planner.plan, mask.cpu(), replan_every, torch.device("cpu"))
+        plan = partial(planner.plan, anchors=report.demo_windows)  # the demo's windows: planner.match_radius
+        controller = PlanController(task, plan, mask.cpu(), replan_every, torch.device("cpu"))
         batch = _batch(obs)
         controller.reset(batch)
         frames, success, first, failed, cost = [frame], False, None, False, 0.0

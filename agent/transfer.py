@@ -7,6 +7,7 @@ vector env. The JSON shape is fixed so that others can read it:
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ from agent.io import write_json_atomic
 from agent.tasks import make_task
 from agent.train import check_run_matches, load_models, source_data
 from skills.masks import infer_mask, token_sequence
+
+DEMO_MASK_METHODS = ("mstt", "mstt_dds", "mask_only")
+"""The methods whose mask is the demo's: the planner's demo match (``match_radius``) reads the demo's windows."""
 
 
 def evaluate_transfer(
@@ -104,6 +108,7 @@ def evaluate_transfer(
             raise ValueError(f"demo {demo_name}: {err}") from None
         if not bool(mask.any()):
             raise ValueError(f"demo {demo_name} activates no skill token: nothing to plan with")
+        anchors = report.demo_windows
         overlap: dict[str, float] = {}
         if demo_source is not None:
             reference, _ = _demo_mask(scripted, models, config.mask)
@@ -135,12 +140,15 @@ def evaluate_transfer(
                 elif method == "mstt_dds":
                     assert models.dds_skills is not None
                     controller = SkillExecutorController(
-                        planners["learned"].plan, masks[method], models.dds_skills.to(device), settings.seed
-                    )
+                        partial(planners["learned"].plan, anchors=anchors), masks[method],
+                        models.dds_skills.to(device), settings.seed,
+                    )  # fmt: skip
                     mask_size = int(masks[method].sum())
                 else:
                     planner = planners["constant" if method == "mask_only" else "learned"]
-                    controller = PlanController(task, planner.plan, masks[method], replan_every, device)
+                    # The demo's windows refine only the masks that come from the demo (planner.match_radius).
+                    plan = partial(planner.plan, anchors=anchors if method in DEMO_MASK_METHODS else None)
+                    controller = PlanController(task, plan, masks[method], replan_every, device)
                     mask_size = int(masks[method].sum())
                 draw = figures is not None and method == FIGURE_METHOD and hasattr(task, "layout")
                 outcomes = rollout(

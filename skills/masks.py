@@ -63,6 +63,17 @@ class MaskInferenceConfig:
 
 
 @dataclass(frozen=True)
+class DemoWindows:
+    """What a demo says beyond its mask: each of its windows (augmented copies included) with its token, i.e. where
+    each permitted skill was actually seen. The planner's ``match_radius`` keeps only candidates near one of them."""
+
+    windows: torch.Tensor
+    """(N, H, P) float32 world positions: the demo's own windows first, then those of its augmented copies."""
+    tokens: torch.Tensor
+    """(N,) long token of each window (on the CPU); their union is the demo's mask."""
+
+
+@dataclass(frozen=True)
 class MaskReport:
     """What the demo contributed to its mask, and whether the tokenizer recognised it."""
 
@@ -79,6 +90,8 @@ class MaskReport:
     """in_distribution_share < IN_DISTRIBUTION_FLAG_SHARE (or unknown): treat the mask with suspicion."""
     message: str
     """Why it was flagged, or a one-line summary."""
+    demo_windows: DemoWindows
+    """The windows the mask was built from, with their tokens (for the planner's demo match)."""
 
 
 def token_sequence(positions: np.ndarray, tokenizer: SkillTokenizer, stride: int = 1) -> np.ndarray:
@@ -163,6 +176,7 @@ def infer_mask(
         in_distribution_share=share,
         flagged=flagged,
         message=message,
+        demo_windows=DemoWindows(windows=all_windows, tokens=tokens.to(torch.long).cpu()),
     )
     return mask, report
 

@@ -11,6 +11,13 @@ one skill further: the generator proposes continuations from each candidate's en
 the best permitted continuation's end state is valued (a candidate from which no continuation is permitted leads to
 the sink).
 
+Demo match (``match_radius``, off by default; the paper filters by token alone): given the demo's own windows
+(``DemoWindows``, passed to ``plan`` as ``anchors``), a candidate is permitted only if its token is unmasked and it
+passes within ``match_radius`` (RMS over its H positions, world units) of one of the demo's windows of that token. A
+token stands for every data window it quantises; next to a forbidden region that can be too coarse (Fetch: even the
+oracle mask, built from the true zone, let 41-66% of episodes clip the zone a few centimetres from the start). With
+anchors and a radius the fallback is the candidate nearest to any demo window.
+
 Fallback (when no candidate of an environment survives the mask after ``max_resamples`` resamples): with
 ``fallback = "toward_feasible"`` (the default) the planner returns the candidate that ends nearest to where a
 permitted skill starts (the tokenizer's ``token_starts()``): an agent that has left the demo's skills heads back to
@@ -37,6 +44,7 @@ import torch
 from einops import rearrange
 
 from skills.critic import GOAL_REWARD, TERMINATION_REWARD, prior_support
+from skills.masks import DemoWindows
 
 Tensor = torch.Tensor
 FALLBACKS = ("toward_feasible", "nearest_feasible", "error")
@@ -124,10 +132,17 @@ class PlannerConfig:
     second skill's tokens do, and the mask removes continuations into walled-off routes."""
     lookahead_candidates: int = 8
     """Continuations sampled per candidate and level when ``lookahead_depth`` > 1."""
+    match_radius: float | None = None
+    """With a demo's windows passed to ``plan``: a permitted candidate must also pass within this RMS distance (world
+    units) of one of the demo's windows of its token (see the module doc string). None: the token alone decides."""
 
     def __post_init__(self) -> None:
         if self.lookahead_depth < 1:
             raise ValueError(f"PlannerConfig.lookahead_depth must be >= 1, got {self.lookahead_depth!r}")
+        if self.match_radius is not None and not (math.isfinite(self.match_radius) and self.match_radius > 0):
+            raise ValueError(
+                f"PlannerConfig.match_radius must be a finite number > 0 or None, got {self.match_radius!r}"
+            )
         if self.lookahead_candidates < 1:
             raise ValueError(f"PlannerConfig.lookahead_candidates must be >= 1, got {self.lookahead_candidates!r}")
         if self.n_candidates < 1:
@@ -164,13 +179,14 @@ class Plan:
     n_feasible: Tensor
     """(E,) long candidates that survived the mask in the round that decided (0 where used_fallback)."""
     used_fallback: Tensor
-    """(E,) bool: no candidate survived; the choice is the fallback and its token is masked."""
+    """(E,) bool: no candidate survived the filter; the choice is the fallback (its token masked, or off the demo)."""
     rounds: Tensor
     """(E,) long sampling rounds used (1 + resamples)."""
 
 
 def select_feasible(
-    tokens: Tensor, masks: Tensor, q_all: Tensor, scores: Tensor | None = None, tie_break: Tensor | None = None
+    tokens: Tensor, masks: Tensor, q_all: Tensor, scores: Tensor | None = None, tie_break: Tensor | None = None,
+    permitted: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Pick the best unmasked candidate of each environment.
 
@@ -180,12 +196,14 @@ def select_feasible(
         q_all: (E, L) Q values of every skill at each environment's state.
         scores: (E, N) per-candidate scores to rank by instead of their skill's Q (the lookahead score).
         tie_break: (E, N) orders the feasible candidates that share the best score (e.g. candidates of one skill).
+        permitted: (E, N) bool, which candidates survive the filter, when more than the mask decides (demo match);
+            default: their token is unmasked.
 
     Returns:
         ((E,) index of the best feasible candidate (arbitrary where none is feasible), (E,) its score or -inf where
         none is feasible, (E,) long number of feasible candidates).
     """
-    feasible = masks.gather(1, tokens)  # (E, N)
+    feasible = masks.gather(1, tokens) if permitted is None else permitted  # (E, N)
     score = (q_all.gather(1, tokens) if scores is None else scores).masked_fill(~feasible, -math.inf)
     best_q, best = score.max(dim=1)
     if tie_break is not None:
@@ -221,6 +239,22 @@ def _centroid_distance(windows: Tensor, tokens: Tensor, num_skills: int) -> Tens
     centroids = sums / counts.clamp_min(1)[:, None]
     distance = torch.cdist(centroids, centroids)
     return distance.masked_fill(~(seen[:, None] & seen[None, :]), math.inf)
+
+
+def demo_distance(positions: Tensor, tokens: Tensor, anchors: DemoWindows) -> tuple[Tensor, Tensor]:
+    """(E, N, H, P) candidate positions, (E, N) their tokens -> ((E, N) RMS distance to the nearest demo window of the
+    same token, inf where the demo has none; (E, N) RMS distance to the nearest demo window of any token)."""
+    e, n, h, _ = positions.shape
+    windows = anchors.windows.to(positions.device, positions.dtype)
+    if windows.shape[1:] != positions.shape[2:]:
+        raise ValueError(
+            f"demo windows are {tuple(windows.shape[1:])} (H, P) but candidates are {tuple(positions.shape[2:])}"
+        )
+    flat = rearrange(positions, "e n h p -> (e n) (h p)")
+    distance = torch.cdist(flat, rearrange(windows, "w h p -> w (h p)")) / math.sqrt(h)  # (E * N, W)
+    same = tokens.reshape(-1, 1) == anchors.tokens.to(tokens.device)[None]
+    to_same = distance.masked_fill(~same, math.inf).amin(dim=1)
+    return rearrange(to_same, "(e n) -> e n", n=n), rearrange(distance.amin(dim=1), "(e n) -> e n", n=n)
 
 
 class SkillPlanner:
@@ -268,9 +302,21 @@ class SkillPlanner:
         config = self.critic.config
         return prior_support(prior(states), config.prior_threshold, config.prior_threshold_mode)
 
+    def _permitted(
+        self, candidates: Tensor, tokens: Tensor, masks: Tensor, anchors: DemoWindows | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """(E, N, H, S + A) candidates -> ((E, N) bool survivors of the filter, (E, N) distance to the nearest demo
+        window or None): the token is unmasked and, with anchors and ``match_radius``, the candidate passes near one
+        of the demo's windows of that token."""
+        permitted = masks.gather(1, tokens)
+        if anchors is None or self.config.match_radius is None:
+            return permitted, None
+        to_same, to_any = demo_distance(candidates[..., self.config.pos_slice].float(), tokens, anchors)
+        return permitted & (to_same <= self.config.match_radius), to_any
+
     def _candidate_scores(
         self, candidates: Tensor, tokens: Tensor, masks: Tensor, q_all: Tensor, goals: Tensor | None,
-        support: Tensor | None = None,
+        support: Tensor | None = None, anchors: DemoWindows | None = None,
     ) -> tuple[Tensor | None, Tensor | None]:  # fmt: skip
         """(E, N, H, S + A) candidates -> ((E, N) scores, (E, N) tie-breaks) as ``PlannerConfig.score`` and
         ``prefer_support`` say; None where the skill's Q alone decides (also for a critic without a goal radius,
@@ -282,7 +328,7 @@ class SkillPlanner:
             return (None if unsupported is None else q_all.gather(1, tokens) - SUPPORT_PENALTY * unsupported), None
         lookahead = None
         if score in ("lookahead", "token_lookahead"):
-            lookahead = self._lookahead(candidates, masks, goals, self.config.lookahead_depth)
+            lookahead = self._lookahead(candidates, masks, goals, self.config.lookahead_depth, anchors)
         value = lookahead if score == "lookahead" else q_all.gather(1, tokens)
         if goals is not None:
             reached = self._reaches_goal(candidates, goals)
@@ -298,7 +344,9 @@ class SkillPlanner:
         distance = torch.linalg.vector_norm(positions - goals[:, None, None, :], dim=-1)
         return (distance <= self.critic.config.goal_radius).any(dim=-1)
 
-    def _lookahead(self, candidates: Tensor, masks: Tensor, goals: Tensor | None, depth: int) -> Tensor:
+    def _lookahead(
+        self, candidates: Tensor, masks: Tensor, goals: Tensor | None, depth: int, anchors: DemoWindows | None = None
+    ) -> Tensor:
         """(E, N, H, S + A) candidates -> (E, N) their value looking ``depth`` skills ahead.
 
         Depth 1: gamma_H * V(s_H, m, g) at the state the candidate ends in. Depth d > 1: the generator proposes
@@ -314,8 +362,8 @@ class SkillPlanner:
         else:
             k = self.config.lookahead_candidates
             following, tokens = self._propose(ends, end_goals, k)  # (E * N, K, H, S + A)
-            deeper = self._lookahead(following, end_masks, end_goals, depth - 1)  # (E * N, K)
-            permitted = end_masks.gather(1, tokens)
+            deeper = self._lookahead(following, end_masks, end_goals, depth - 1, anchors)  # (E * N, K)
+            permitted, _ = self._permitted(following, tokens, end_masks, anchors)
             value = deeper.masked_fill(~permitted, -math.inf).amax(dim=1)
             value = torch.where(permitted.any(dim=1), value, torch.full_like(value, TERMINATION_REWARD))
         value = float(self.critic.discount) * rearrange(value, "(e n) -> e n", n=n)
@@ -334,8 +382,13 @@ class SkillPlanner:
         positions = rearrange(candidates[..., self.config.pos_slice], "e n h p -> (e n) h p")
         return _centroid_distance(positions.float(), tokens.reshape(-1), self.num_skills)
 
-    def _fallback(self, candidates: Tensor, tokens: Tensor, masks: Tensor, q_all: Tensor) -> Tensor:
-        """(E, N, H, S + A) candidates none of which is permitted -> (E,) index of the fallback candidate."""
+    def _fallback(
+        self, candidates: Tensor, tokens: Tensor, masks: Tensor, q_all: Tensor, to_demo: Tensor | None = None
+    ) -> Tensor:
+        """(E, N, H, S + A) candidates none of which is permitted -> (E,) index of the fallback candidate: the one
+        nearest to a demo window where ``to_demo`` (E, N) is given, else as ``fallback`` says."""
+        if to_demo is not None:
+            return to_demo.argmin(dim=1)
         starts = getattr(self.tokenizer, "token_starts", None)
         if self.config.fallback == "toward_feasible" and callable(starts):
             if self._token_starts is None:
@@ -349,16 +402,21 @@ class SkillPlanner:
     # ---- batched plan ---------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def plan(self, states: Tensor, masks: Tensor, goals: Tensor | None = None) -> Plan:
+    def plan(
+        self, states: Tensor, masks: Tensor, goals: Tensor | None = None, anchors: DemoWindows | None = None
+    ) -> Plan:
         """Choose one sub-trajectory per environment.
 
         Args:
             states: (E, S) current observations.
             masks: (E, L) bool skill masks (True = allowed).
             goals: (E, G) goals (None for a fixed-goal critic and generator).
+            anchors: the windows of the demo the masks come from, shared by every environment; with
+                ``match_radius`` set they refine the filter (see the module doc string), otherwise they are unused.
 
         Returns:
-            Plan; only ``used_fallback`` rows hold a masked token.
+            Plan; only ``used_fallback`` rows hold a masked token (or, with the demo match, one the demo holds
+            elsewhere).
         """
         states, masks = states.to(self.device), masks.to(self.device, torch.bool)
         goals = goals.to(self.device) if goals is not None else None
@@ -368,8 +426,9 @@ class SkillPlanner:
         q_all = self.critic.q_values(states, masks, goals)  # (E, L): Q does not depend on the candidate, only z
         candidates, tokens = self._propose(states, goals, n)
         support = self._support(states)
-        scores = self._candidate_scores(candidates, tokens, masks, q_all, goals, support)
-        best, best_q, n_feasible = select_feasible(tokens, masks, q_all, *scores)
+        permitted, to_demo = self._permitted(candidates, tokens, masks, anchors)
+        scores = self._candidate_scores(candidates, tokens, masks, q_all, goals, support, anchors)
+        best, best_q, n_feasible = select_feasible(tokens, masks, q_all, *scores, permitted=permitted)
         rounds = torch.ones_like(n_feasible)
         for _ in range(self.config.max_resamples):
             empty = (n_feasible == 0).nonzero().squeeze(1)  # one host sync per round, not per candidate
@@ -377,12 +436,17 @@ class SkillPlanner:
                 break
             sub_goals = goals[empty] if goals is not None else None
             new_candidates, new_tokens = self._propose(states[empty], sub_goals, n)
+            new_permitted, new_to_demo = self._permitted(new_candidates, new_tokens, masks[empty], anchors)
             new_scores = self._candidate_scores(
                 new_candidates, new_tokens, masks[empty], q_all[empty], sub_goals,
-                support[empty] if support is not None else None,
+                support[empty] if support is not None else None, anchors,
             )  # fmt: skip
-            new_best, new_q, new_feasible = select_feasible(new_tokens, masks[empty], q_all[empty], *new_scores)
+            new_best, new_q, new_feasible = select_feasible(
+                new_tokens, masks[empty], q_all[empty], *new_scores, permitted=new_permitted
+            )
             candidates[empty], tokens[empty] = new_candidates, new_tokens
+            if to_demo is not None and new_to_demo is not None:
+                to_demo[empty] = new_to_demo
             best[empty], best_q[empty], n_feasible[empty] = new_best, new_q, new_feasible
             rounds[empty] += 1
         used_fallback = n_feasible == 0
@@ -393,7 +457,7 @@ class SkillPlanner:
                     f"after {self.config.max_resamples} resamples of {n}; raise max_resamples or n_candidates, or "
                     "use fallback='nearest_feasible'"
                 )
-            fallback = self._fallback(candidates, tokens, masks, q_all)
+            fallback = self._fallback(candidates, tokens, masks, q_all, to_demo)
             best = torch.where(used_fallback, fallback, best)
         env = torch.arange(states.shape[0], device=self.device)
         token = tokens[env, best]

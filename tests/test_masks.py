@@ -82,6 +82,24 @@ def test_augmentation_only_adds_tokens(corridors) -> None:
     assert torch.equal(augmented, again), "mask inference must be deterministic for a fixed seed"
 
 
+@pytest.mark.parametrize("augment", [False, True])
+def test_demo_windows_are_the_windows_the_mask_comes_from(corridors, augment: bool) -> None:
+    """The demo's windows and tokens (what the planner's demo match compares with): their tokens make up exactly the
+    demo's mask, and the first windows are the resampled demo itself."""
+    model, _, _ = corridors
+    demo = route_polyline(1)
+    config = MaskInferenceConfig(augment=augment, n_augment=8)
+    mask, report = infer_mask(demo, model, config, step_length=STEP)
+    anchors = report.demo_windows
+    assert anchors.windows.shape == (report.windows + report.augmented_windows, HORIZON, 2)
+    assert anchors.tokens.shape == (anchors.windows.shape[0],) and anchors.tokens.dtype == torch.long
+    from_windows = torch.zeros_like(mask)
+    from_windows[anchors.tokens.to(mask.device)] = True
+    assert torch.equal(from_windows, mask)
+    own = position_windows(resample_path(demo, STEP), HORIZON, 1)
+    np.testing.assert_allclose(anchors.windows[: len(own)].numpy(), own, atol=1e-6)
+
+
 def test_timed_demo_at_another_rate_gives_the_same_route(corridors) -> None:
     model, episodes, routes = corridors
     # Demo recorded at a third of the data's rate: every third point, timestamps in seconds, data dt = 0.05.

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from skills.critic import CriticConfig, MaskedCritic
+from skills.masks import DemoWindows
 from skills.generator import GeneratorConfig, TrajectoryGenerator
 from skills.planner import (
     CandidateGenerator,
@@ -19,6 +20,7 @@ from skills.planner import (
     SkillCritic,
     SkillPlanner,
     SkillTokenizer,
+    demo_distance,
     select_feasible,
 )
 
@@ -431,3 +433,51 @@ def test_lookahead_depth_and_candidates_must_be_positive() -> None:
         PlannerConfig(lookahead_depth=0)
     with pytest.raises(ValueError, match="lookahead_candidates"):
         PlannerConfig(lookahead_candidates=0)
+
+
+def east_demo() -> DemoWindows:
+    """One demo window: due east from the origin (token 0 of the direction tokenizer)."""
+    t = torch.arange(HORIZON, dtype=torch.float32)[:, None] * STEP
+    return DemoWindows(windows=(t * torch.tensor([1.0, 0.0]))[None], tokens=torch.tensor([0]))
+
+
+def test_demo_match_keeps_only_candidates_near_the_demo_window_of_their_token() -> None:
+    """Every candidate heads within 22.5 degrees of east, so all share the permitted token 0, and the goal pulls
+    towards the most north-easterly one. With the demo's window and a match radius the planner may only take a
+    candidate that runs near the demo's eastward window; without them it takes the one nearest the goal."""
+    goals = torch.tensor([[2.0, 0.6]])
+    states, masks = torch.zeros(1, STATE_DIM), torch.ones(1, NUM_DIRECTIONS, dtype=torch.bool)
+    radius = 0.01
+    generator = LineGenerator(-math.pi / 8, math.pi / 8)
+    planner = make_planner(generator, DistanceCritic(), n_candidates=64, score="lookahead", match_radius=radius)
+    free = planner.plan(states, masks, goals)
+    matched = make_planner(
+        generator, DistanceCritic(), n_candidates=64, score="lookahead", match_radius=radius
+    ).plan(states, masks, goals, anchors=east_demo())
+    assert free.token.item() == matched.token.item() == 0
+    def distance(plan: object) -> float:
+        to_same, _ = demo_distance(plan.trajectory[None, :, :, :POS_DIM], plan.token[None], east_demo())
+        return to_same.item()
+
+    assert distance(free) > radius, "without the demo the goal should pull the choice off the east window"
+    assert distance(matched) <= radius and not matched.used_fallback.any()
+
+
+def test_demo_match_falls_back_to_the_candidate_nearest_the_demo() -> None:
+    """No candidate passes near the demo's eastward window (all head north-east or further round): the planner
+    flags a fallback and returns the candidate nearest to the demo, the most easterly one."""
+    generator = LineGenerator(math.pi / 6, math.pi)
+    planner = make_planner(generator, TableCritic(torch.zeros(NUM_DIRECTIONS)), n_candidates=32, max_resamples=0,
+                           match_radius=0.01)  # fmt: skip
+    masks = torch.ones(1, NUM_DIRECTIONS, dtype=torch.bool)
+    plan = planner.plan(torch.zeros(1, STATE_DIM), masks, anchors=east_demo())
+    assert plan.used_fallback.all()
+    angle = math.pi / 6 + (math.pi - math.pi / 6) * torch.rand(1, 32, generator=torch.Generator().manual_seed(0))[0]
+    end = plan.trajectory[0, -1, :POS_DIM]
+    torch.testing.assert_close(torch.atan2(end[1], end[0]), angle.min())
+
+
+def test_demo_match_radius_must_be_positive() -> None:
+    for bad in (0.0, -1.0, math.inf):
+        with pytest.raises(ValueError, match="match_radius"):
+            PlannerConfig(match_radius=bad)
