@@ -48,7 +48,8 @@ def _save_atomic(figure: Figure, path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
     os.close(fd)
     try:
-        FigureCanvasAgg(figure).print_png(tmp)
+        FigureCanvasAgg(figure)  # attaches the canvas savefig draws on
+        figure.savefig(tmp, format="png", bbox_inches="tight")  # tight: keep the legend outside the axes
         os.chmod(tmp, RESULT_FILE_MODE)  # mkstemp creates 0600; a figure is a shareable result
         os.replace(tmp, path)
     except BaseException:
