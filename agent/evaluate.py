@@ -126,8 +126,11 @@ class _Decisions:
 
 
 class PlanController(_Decisions):
-    """Hierarchical agent: plan a skill for every env in one batched call, track it, decide again
-    every `replan_every` steps."""
+    """Hierarchical agent: plan a skill for the envs that are due, in one batched call, track it, decide again
+    every `replan_every` steps, or `replan_after_fallback` steps after a decision that fell back.
+
+    Every env keeps its own schedule; the envs due at a step share one planning call (all of them when the
+    schedules agree, which they do unless a fallback shortened one)."""
 
     def __init__(
         self,
@@ -136,26 +139,43 @@ class PlanController(_Decisions):
         mask: torch.Tensor,
         replan_every: int,
         device: torch.device,
+        replan_after_fallback: int | None = None,
     ) -> None:
         super().__init__(plan, mask, device)
         self.task, self.replan_every = task, replan_every
+        self.replan_after_fallback = replan_after_fallback or replan_every
         self._trajectory: np.ndarray | None = None
-        self._k = 0
+        """(E, H, S + A) each env's current plan."""
+        self._k = np.zeros(0, dtype=int)
+        """(E,) steps of its plan each env has executed."""
+        self._budget = np.zeros(0, dtype=int)
+        """(E,) steps each env executes before it decides again."""
 
     def reset(self, obs: dict[str, np.ndarray]) -> None:
-        self._trajectory, self._k = None, 0
+        self._trajectory = None
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         state = obs["observation"]
-        state_dim = state.shape[1]
-        if self._trajectory is None or self._k >= self.replan_every:
-            # One host copy per decision for all envs; nothing per candidate.
-            self._trajectory = self._decide(obs).trajectory.cpu().numpy()
-            self._k = 0
-        horizon = self._trajectory.shape[1]
-        k = min(self._k, horizon - 2)
-        next_state = self._trajectory[:, k + 1, :state_dim]
-        plan_action = self._trajectory[:, k, state_dim:]
+        n, state_dim = state.shape
+        if self._trajectory is None or self._trajectory.shape[0] != n:
+            self._trajectory = None
+            self._k, self._budget = np.zeros(n, dtype=int), np.zeros(n, dtype=int)
+        due = self._k >= self._budget
+        if due.any():
+            # One host copy per decision for the envs that are due; nothing per candidate.
+            plan = self._decide({key: value[due] for key, value in obs.items()})
+            chosen = plan.trajectory.cpu().numpy()
+            if self._trajectory is None:
+                self._trajectory = np.zeros((n, *chosen.shape[1:]), dtype=chosen.dtype)
+            self._trajectory[due] = chosen
+            fell_back = plan.used_fallback.cpu().numpy()
+            self._budget[due] = np.where(fell_back, self.replan_after_fallback, self.replan_every)
+            self._k[due] = 0
+        assert self._trajectory is not None
+        k = np.minimum(self._k, self._trajectory.shape[1] - 2)
+        rows = np.arange(n)
+        next_state = self._trajectory[rows, k + 1, :state_dim]
+        plan_action = self._trajectory[rows, k, state_dim:]
         self._k += 1
         return self.task.track(state, next_state, plan_action)
 

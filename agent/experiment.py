@@ -59,6 +59,10 @@ class EvalSettings(_Strict):
     """Environments stepped together (one batched planning call per decision)."""
     replan_every: int | None = Field(default=None, gt=0)
     """Steps between decisions; None decides every H steps."""
+    replan_after_fallback: int | None = Field(default=None, gt=0)
+    """Steps an env executes a fallback choice before it decides again; None: ``replan_every``. A fallback candidate
+    is the best of a bad lot (nothing permitted was proposed), so committing to it for H steps can carry the agent
+    where the demo never went (Fetch: into the zone)."""
     methods: list[Method] = list(DEFAULT_METHODS)
     observation: Literal["state", "pixels"] = "state"
     """What the agent sees: the simulator's state, or rendered frames only (maze; agent/pixels.py)."""

@@ -93,7 +93,9 @@ def run_instruction(
         planner = models.planner(experiment.config.planner)
         replan_every = experiment.config.eval.replan_every or models.tokenizer.horizon
         plan = partial(planner.plan, anchors=report.demo_windows)  # the demo's windows: planner.match_radius
-        controller = PlanController(task, plan, mask.cpu(), replan_every, torch.device("cpu"))
+        controller = PlanController(
+            task, plan, mask.cpu(), replan_every, torch.device("cpu"), experiment.config.eval.replan_after_fallback
+        )
         batch = _batch(obs)
         controller.reset(batch)
         frames, success, first, failed, cost = [frame], False, None, False, 0.0

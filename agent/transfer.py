@@ -148,7 +148,9 @@ def evaluate_transfer(
                     planner = planners["constant" if method == "mask_only" else "learned"]
                     # The demo's windows refine only the masks that come from the demo (planner.match_radius).
                     plan = partial(planner.plan, anchors=anchors if method in DEMO_MASK_METHODS else None)
-                    controller = PlanController(task, plan, masks[method], replan_every, device)
+                    controller = PlanController(
+                        task, plan, masks[method], replan_every, device, settings.replan_after_fallback
+                    )
                     mask_size = int(masks[method].sum())
                 draw = figures is not None and method == FIGURE_METHOD and hasattr(task, "layout")
                 outcomes = rollout(
