@@ -98,7 +98,7 @@ class Controller(Protocol):
 
 
 class _Decisions:
-    """What the planning controllers share: one batched plan call for every env per decision, and the count of
+    """What the planning controllers share: one batched plan call for the envs that decide, and the count of
     decisions where no candidate's skill was permitted (the planner fell back)."""
 
     def __init__(

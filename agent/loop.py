@@ -92,7 +92,8 @@ def run_instruction(
         print(f"demo: {report.message}")
         planner = models.planner(experiment.config.planner)
         replan_every = experiment.config.eval.replan_every or models.tokenizer.horizon
-        plan = partial(planner.plan, anchors=report.demo_windows)  # the demo's windows: planner.match_radius
+        anchors = report.demo_windows.to(planner.device)  # the demo's windows: planner.match_radius
+        plan = partial(planner.plan, anchors=anchors)
         controller = PlanController(
             task, plan, mask.cpu(), replan_every, torch.device("cpu"), experiment.config.eval.replan_after_fallback
         )

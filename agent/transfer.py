@@ -108,7 +108,7 @@ def evaluate_transfer(
             raise ValueError(f"demo {demo_name}: {err}") from None
         if not bool(mask.any()):
             raise ValueError(f"demo {demo_name} activates no skill token: nothing to plan with")
-        anchors = report.demo_windows
+        anchors = report.demo_windows.to(device)
         overlap: dict[str, float] = {}
         if demo_source is not None:
             reference, _ = _demo_mask(scripted, models, config.mask)

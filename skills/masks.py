@@ -70,7 +70,11 @@ class DemoWindows:
     windows: torch.Tensor
     """(N, H, P) float32 world positions: the demo's own windows first, then those of its augmented copies."""
     tokens: torch.Tensor
-    """(N,) long token of each window (on the CPU); their union is the demo's mask."""
+    """(N,) long token of each window; their union is the demo's mask."""
+
+    def to(self, device: torch.device | str) -> DemoWindows:
+        """Both tensors on ``device``: move them once, not at every planning decision."""
+        return DemoWindows(windows=self.windows.to(device), tokens=self.tokens.to(device))
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,7 @@ def infer_mask(
         in_distribution_share=share,
         flagged=flagged,
         message=message,
-        demo_windows=DemoWindows(windows=all_windows, tokens=tokens.to(torch.long).cpu()),
+        demo_windows=DemoWindows(windows=all_windows, tokens=tokens.cpu()),
     )
     return mask, report
 

@@ -445,7 +445,7 @@ class SkillPlanner:
                 new_tokens, masks[empty], q_all[empty], *new_scores, permitted=new_permitted
             )
             candidates[empty], tokens[empty] = new_candidates, new_tokens
-            if to_demo is not None and new_to_demo is not None:
+            if to_demo is not None:  # with anchors and a radius, every round measures it
                 to_demo[empty] = new_to_demo
             best[empty], best_q[empty], n_feasible[empty] = new_best, new_q, new_feasible
             rounds[empty] += 1
