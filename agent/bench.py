@@ -69,9 +69,15 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def planning_latency(models: object, planner_config: object, repeats: int, demo_mask_share: float = 0.15) -> dict[str, object]:
+def planning_latency(
+    models: object, planner_config: object, repeats: int, demo_mask_share: float = 0.15,
+    demo: tuple[object, object, object] | None = None,
+) -> dict[str, object]:  # fmt: skip
     """Decision latency of the batched planner against the one-at-a-time reference (the paper's
-    Algorithm 2) on the same models, states and mask, plus DDIM-k against full DDPM sampling."""
+    Algorithm 2) on the same models, states and mask, plus DDIM-k against full DDPM sampling.
+
+    ``demo``: (mask (L,), DemoWindows, (T, P) points) of a real demo; with it the planner is also timed as `mstt eval`
+    runs it: from the demo's start, towards its end, with its mask and, when ``match_radius`` is set, its windows."""
     import torch
 
     planner = models.planner(planner_config)  # type: ignore[attr-defined]
@@ -89,17 +95,34 @@ def planning_latency(models: object, planner_config: object, repeats: int, demo_
     batched = _median_ms(lambda: planner.plan(states, mask, goals), repeats)
     reference = _median_ms(lambda: planner.plan_one_at_a_time(states, mask, goals), max(3, repeats // 5))
     n = planner_config.n_candidates  # type: ignore[attr-defined]
-    ddim = _median_ms(lambda: models.generator.sample(states, n), repeats)  # type: ignore[attr-defined]
-    ddpm = _median_ms(lambda: models.generator.sample_ddpm(states, n), max(3, repeats // 5))  # type: ignore[attr-defined]
+    ddim = _median_ms(lambda: models.generator.sample(states, n, goals), repeats)  # type: ignore[attr-defined]
+    ddpm = _median_ms(lambda: models.generator.sample_ddpm(states, n, goals), max(3, repeats // 5))  # type: ignore[attr-defined]
     envs = 25
     batched_25 = _median_ms(
         lambda: planner.plan(states.expand(envs, -1), mask.expand(envs, -1), goals.expand(envs, -1)),
         max(3, repeats // 5),
     )
+    timed_demo: dict[str, object] = {}
+    if demo is not None:
+        demo_mask, anchors, points = demo
+        points = torch.as_tensor(points, dtype=torch.float32)
+        demo_states, demo_goals = states.clone(), goals.clone()
+        demo_states[0, : points.shape[1]] = points[0]
+        demo_goals[0, : points.shape[1]] = points[-1, : goal_dim]
+        timed_demo = {
+            "match_radius": planner_config.match_radius,  # type: ignore[attr-defined]
+            "demo_mask_size": int(demo_mask.sum()),  # type: ignore[attr-defined]
+            "demo_windows": int(anchors.tokens.numel()),  # type: ignore[attr-defined]
+            "batched_demo_ms": _median_ms(
+                lambda: planner.plan(demo_states, demo_mask[None], demo_goals, anchors=anchors),  # type: ignore[index]
+                repeats,
+            ),
+        }
     return {
         "machine": machine(),
         "torch_threads": torch.get_num_threads(),
         "n_candidates": n,
+        **timed_demo,
         "batched_ms": batched,
         "one_at_a_time_ms": reference,
         "speedup": reference / batched,

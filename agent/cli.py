@@ -264,8 +264,16 @@ def _bench_plan(args: argparse.Namespace) -> None:
     experiment = load_experiment(args.config)
     from dataclasses import replace
 
+    from agent.demo import Demo
+    from agent.transfer import _demo_mask
+
     planner = replace(experiment.config.planner, n_candidates=args.candidates)
-    result = planning_latency(load_models(args.run), planner, args.repeats)
+    models = load_models(args.run)
+    variant, demo_file = next(iter(experiment.demo_files.items()))  # the first target's demo, as `mstt eval` reads it
+    demo = Demo.load(demo_file)
+    mask, report = _demo_mask(demo, models, experiment.config.mask)
+    print(f"demo of {variant}: {demo_file}")
+    result = planning_latency(models, planner, args.repeats, demo=(mask, report.demo_windows, demo.positions))
     print(json.dumps(result, indent=1))
 
 

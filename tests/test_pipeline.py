@@ -78,7 +78,7 @@ def test_train_then_eval_writes_the_documented_json(
     assert (tmp_path / "demo_geometric_t1.json").exists() and (tmp_path / "demo_geometric_t1.png").exists()
 
 
-def test_bench_tokens_reports_purity_and_route_shares(
+def test_bench_tokens_and_plan_report_on_the_trained_run(
     experiment_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
@@ -89,6 +89,14 @@ def test_bench_tokens_reports_purity_and_route_shares(
     assert 0.0 < result["purity"] <= 1.0 and result["route_windows"]["t1"] > 0
     share = result["mask_share_of_route_windows"]["t1"]
     assert 0.0 < share["t1"] <= 1.0 and 0 < share["mask_size"] <= 16
+
+    assert main(["bench", "plan", str(experiment_file), "--run", str(run), "--candidates", "8", "--repeats", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "demo of t1" in out
+    timing = json.loads(out[out.index("{"):])
+    # the decision as `mstt eval` makes it: the T1 demo's mask and windows (tiny.yaml sets a match radius)
+    assert timing["match_radius"] is not None and 0 < timing["demo_mask_size"] <= 16
+    assert timing["demo_windows"] > 0 and timing["batched_demo_ms"] > 0 and timing["batched_ms"] > 0
 
 
 def test_rerun_skips_finished_stages_and_refuses_other_configs(
