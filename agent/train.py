@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from agent.data import EpisodeArrays, collect, load_episodes
 from agent.io import write_json_atomic
@@ -133,7 +134,8 @@ def train(experiment: Experiment, run: Path, progress: bool = True) -> Models:
         return (run / stage / "config.json").exists()
 
     def report(stage: str, data: dict[str, Any], started: float) -> None:
-        data = {**data, "seconds": time.perf_counter() - started}
+        # CPU results depend on the thread count (it changes the order of float reductions): recorded for reproduction
+        data = {**data, "seconds": time.perf_counter() - started, "torch_threads": torch.get_num_threads()}
         write_json_atomic(data, run / "reports" / f"{stage}.json")
         if progress:
             print(f"{stage}: " + ", ".join(f"{k}={_short(v)}" for k, v in data.items()))

@@ -121,6 +121,23 @@ def test_rerun_skips_finished_stages_and_refuses_other_configs(
         evaluate_transfer(load_experiment(other), run, episodes=1, progress=False)
 
 
+def test_same_seed_and_thread_count_give_identical_weights(experiment_file: Path, tmp_path: Path) -> None:
+    """Two trainings of one config, in one process with one torch thread, write byte-identical models; each stage's
+    report records the thread count (another count changes the float reductions, hence the weights)."""
+    import torch
+
+    experiment = load_experiment(experiment_file)
+    train(experiment, tmp_path / "a", progress=False)
+    train(experiment, tmp_path / "b", progress=False)
+    stages = sorted(path.parent.name for path in (tmp_path / "a").glob("*/model.safetensors"))
+    assert {"tokenizer", "critic", "generator", "bc"} <= set(stages)
+    for stage in stages:
+        first = (tmp_path / "a" / stage / "model.safetensors").read_bytes()
+        assert first == (tmp_path / "b" / stage / "model.safetensors").read_bytes(), stage
+        report = json.loads((tmp_path / "a" / "reports" / f"{stage}.json").read_text())
+        assert report["torch_threads"] == torch.get_num_threads() == 1
+
+
 def test_eval_refuses_demos_of_another_task_off_the_map_or_too_short(
     experiment_file: Path, configs: Path, tmp_path: Path
 ) -> None:
