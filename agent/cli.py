@@ -265,13 +265,13 @@ def _bench_plan(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
     from agent.demo import Demo
-    from agent.transfer import _demo_mask
+    from agent.transfer import demo_mask
 
     planner = replace(experiment.config.planner, n_candidates=args.candidates)
     models = load_models(args.run)
     variant, demo_file = next(iter(experiment.demo_files.items()))  # the first target's demo, as `mstt eval` reads it
     demo = Demo.load(demo_file)
-    mask, report = _demo_mask(demo, models, experiment.config.mask)
+    mask, report = demo_mask(demo, models, experiment.config.mask)
     print(f"demo of {variant}: {demo_file}")
     result = planning_latency(models, planner, args.repeats, demo=(mask, report.demo_windows, demo.positions))
     print(json.dumps(result, indent=1))

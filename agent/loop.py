@@ -19,7 +19,7 @@ from agent.experiment import Experiment
 from agent.io import write_json_atomic
 from agent.tasks import make_task
 from agent.train import check_run_matches, load_models
-from skills.masks import infer_mask
+from agent.transfer import demo_mask
 
 VIDEO_EVERY = 4
 """Record every k-th step in the GIF (the full frame rate makes large files and adds nothing)."""
@@ -84,18 +84,14 @@ def run_instruction(
         demo_file = demo.save(out / "demo.json")
         overlay = perceiver.last_overlay or draw_demo(frame, demo, scene, out / "demo_overlay.png")
 
-        mask, report = infer_mask(
-            demo.positions, models.tokenizer, experiment.config.mask, models.stats.step_length,
-            timestamps=None if demo.timestamps is None else np.asarray(demo.timestamps),
-            dt=None if demo.timestamps is None else models.stats.dt,
-        )  # fmt: skip
+        mask, report = demo_mask(demo, models, experiment.config.mask)
         print(f"demo: {report.message}")
         planner = models.planner(experiment.config.planner)
         replan_every = experiment.config.eval.replan_every or models.tokenizer.horizon
         anchors = report.demo_windows.to(planner.device)  # the demo's windows: planner.match_radius
         plan = partial(planner.plan, anchors=anchors)
         controller = PlanController(
-            task, plan, mask.cpu(), replan_every, torch.device("cpu"), experiment.config.eval.replan_after_fallback
+            task, plan, mask, replan_every, torch.device("cpu"), experiment.config.eval.replan_after_fallback
         )
         batch = _batch(obs)
         controller.reset(batch)

@@ -103,7 +103,7 @@ def evaluate_transfer(
             demo_name = f"the {demo_source} perception demo of {variant}"
         check_demo(demo, task, demo_name)
         try:
-            mask, report = _demo_mask(demo, models, config.mask)
+            mask, report = demo_mask(demo, models, config.mask)
         except ValueError as err:
             raise ValueError(f"demo {demo_name}: {err}") from None
         if not bool(mask.any()):
@@ -111,7 +111,7 @@ def evaluate_transfer(
         anchors = report.demo_windows.to(device)
         overlap: dict[str, float] = {}
         if demo_source is not None:
-            reference, _ = _demo_mask(scripted, models, config.mask)
+            reference, _ = demo_mask(scripted, models, config.mask)
             both, either = int((mask & reference).sum()), int((mask | reference).sum())
             overlap = {
                 "scripted_mask_jaccard": both / max(1, either),
@@ -231,8 +231,8 @@ DEMO_INSTRUCTION = "go to the red ball"
 """What a perception backend is asked when `mstt eval --demo-source` reads the demos off the pictures."""
 
 
-def _demo_mask(demo: Demo, models: Any, config: Any) -> tuple[torch.Tensor, Any]:
-    """(L,) bool mask on the CPU and the mask report of one demo."""
+def demo_mask(demo: Demo, models: Any, config: Any) -> tuple[torch.Tensor, Any]:
+    """(L,) bool mask on the CPU and the mask report of one demo, as every command reads a demo."""
     mask, report = infer_mask(
         demo.positions,
         models.tokenizer,
