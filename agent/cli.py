@@ -11,14 +11,38 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 # Offscreen rendering: MuJoCo must pick its GL backend before it is first imported.
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from agent.config import ConfigError, load_config  # noqa: E402
+from agent.config import ConfigError, check_device, load_config  # noqa: E402
+from agent.io import UnwritablePathError, check_writable  # noqa: E402
 from perception.errors import BackendError  # noqa: E402
 
 EXIT_USER_ERROR = 2
+
+
+def _check_output(path: str | Path | None, option: str, kind: Literal["file", "folder"]) -> None:
+    """Refuse an output option that cannot be written before the command's work starts (None: not given)."""
+    if path is not None:
+        check_writable(path, option, kind)
+
+
+def _device_option(name: str) -> str:
+    try:
+        return check_device(name)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mstt")
+    except PackageNotFoundError:
+        return "unknown (the package is not installed)"
 
 
 def _collect(args: argparse.Namespace) -> None:
@@ -61,14 +85,19 @@ def _eval(args: argparse.Namespace) -> None:
     from agent.experiment import load_experiment
     from agent.transfer import evaluate_transfer
 
+    _check_output(args.json, "--json", "file")
+    _check_output(args.figures, "--figures", "folder")
     if _experiment_kind(args.config) == "offline":
         args.decoder = None
         _offline(args)
         return
+    from agent.corruptions import parse_corruption
+
+    corruption = parse_corruption(args.corrupt) if args.corrupt else None
     evaluate_transfer(
         load_experiment(args.config), args.run, args.episodes, args.json, args.demo, args.methods,
         progress=not args.quiet, figures=args.figures, observation=args.observation, demo_source=args.demo_source,
-        device=args.device,
+        device=args.device, corruption=corruption,
     )  # fmt: skip
     if args.json:
         print(f"wrote {args.json}")
@@ -77,6 +106,7 @@ def _eval(args: argparse.Namespace) -> None:
 def _offline(args: argparse.Namespace) -> None:
     from agent.offline import evaluate_offline, load_offline_experiment
 
+    _check_output(args.json, "--json", "file")
     experiment = load_offline_experiment(args.config)
     if args.decoder is not None:
         experiment = experiment.with_decoder(args.decoder)
@@ -91,15 +121,16 @@ def _offline(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    import yaml
-
+    from agent.config import _read_yaml
     from agent.experiment import load_experiment
     from agent.loop import run_instruction
 
-    backend = yaml.safe_load(args.perception_config.read_text()) if args.perception_config else None
+    _check_output(args.out, "--out", "folder")
+    # the one YAML reader: a missing file, a duplicate key or a non-UTF-8 file is named like in every config
+    backend = _read_yaml(args.perception_config.resolve()) if args.perception_config else None
     report = run_instruction(
         load_experiment(args.config), args.run, args.instruction, args.out, args.variant,
-        args.perception, backend, args.seed,
+        args.perception, backend, args.seed, policy=args.policy, demo_file=args.demo,
     )  # fmt: skip
     outcome = "reached the goal" if report.success else "did not reach the goal"
     print(f"{outcome} ({report.goal}) in variant {report.variant}; "
@@ -109,8 +140,18 @@ def _run(args: argparse.Namespace) -> None:
 def _demo_make(args: argparse.Namespace) -> None:
     from agent.tasks import make_task
 
+    from agent.corruptions import corrupt, parse_corruption
+    from agent.transfer import check_demo
+
     config = load_config(args.config)
-    demo = make_task(config).scripted_demo(seed=args.seed)
+    _check_output(args.out, "--out", "file")
+    task = make_task(config)
+    demo = task.scripted_demo(seed=args.seed)
+    if args.corrupt:
+        spec = parse_corruption(args.corrupt)
+        demo = corrupt(demo, spec, task, args.seed)
+        for warning in check_demo(demo, task, f"{args.config} corrupted by {spec}"):
+            print(f"warning: {warning}", file=sys.stderr)
     path = demo.save(args.out)
     print(f"wrote {config.task} demo of variant '{config.variant}' ({len(demo.points)} points) to {path}")
 
@@ -121,6 +162,7 @@ def _render(args: argparse.Namespace) -> None:
     from agent.tasks import make_task
 
     task = make_task(load_config(args.config))
+    _check_output(args.out, "--out", "file")
     env = task.make_env(render_mode="rgb_array")
     try:
         env.reset(seed=args.seed, options=task.reset_options())
@@ -138,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Masked Skill Token Training: offline skills that transfer zero-shot to "
         "structurally changed worlds from one observation-only demo.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("collect", help="collect a source dataset with the scripted expert (Minari)")
@@ -151,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train tokenizer, critic, generator and BC on the source data")
     p.add_argument("config", help="an experiment config, e.g. configs/maze/mstt.yaml")
     p.add_argument("--run", required=True, type=Path, help="run folder (resumed if it exists)")
-    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's train.device)")
+    p.add_argument(
+        "--device", type=_device_option, help="cpu, cuda, cuda:N or auto (default: the config's train.device)"
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_train)
 
@@ -167,13 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
         "their settings from the default perception config)",
     )
     p.add_argument("--methods", nargs="+", help="subset of methods")
-    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the device each model was trained for)")
+    p.add_argument(
+        "--device", type=_device_option,
+        help="cpu, cuda, cuda:N or auto (default: the device each model was trained for)",
+    )
     p.add_argument(
         "--observation", choices=["state", "pixels"],
         help="what the agent sees (default: the config's eval.observation); pixels = rendered frames only",
     )
     p.add_argument(
         "--figures", type=Path, help="folder for one PNG per maze variant: demo, kept/dropped skills, agent paths"
+    )
+    p.add_argument(
+        "--corrupt", metavar="NAME[=LEVEL]",
+        help="corrupt every variant's demo first (agent/corruptions.py: corner_cut, sparse, calibration, gap, detour, "
+        "jitter, time_warp); a corrupted demo the acceptance check refuses is reported, not run",
     )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_eval)
@@ -197,12 +250,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--perception-config", type=Path, help="YAML with the backend's fields (model, base_url, ...)")
     p.add_argument("--out", type=Path, default=Path("out/run"), help="folder for demo, overlay, video, report")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--policy", default="mstt", choices=["mstt", "mask_only", "demo_tracker"],
+        help="how the agent acts on the demo: MSTT's skills (default), the demo mask with a constant critic, or "
+        "following the demo's route (no learned part)",
+    )
+    p.add_argument("--demo", type=Path, help="reuse this demo of the world instead of reading one off the picture")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("demo-make", help="write the scripted observation-only demo of a variant")
     p.add_argument("config", help="a variant config, e.g. configs/maze/t1.yaml")
     p.add_argument("--out", required=True, help="demo JSON file to write")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--corrupt", metavar="NAME[=LEVEL]",
+        help="write an imperfect demo: the scripted one corrupted (corner_cut, sparse, calibration, gap, detour, "
+        "jitter, time_warp); refused if the acceptance check refuses it",
+    )
     p.set_defaults(func=_demo_make)
 
     p = sub.add_parser("render", help="render a variant's first frame to a PNG")
@@ -271,7 +335,7 @@ def _bench_plan(args: argparse.Namespace) -> None:
     models = load_models(args.run)
     variant, demo_file = next(iter(experiment.demo_files.items()))  # the first target's demo, as `mstt eval` reads it
     demo = Demo.load(demo_file)
-    mask, report = demo_mask(demo, models, experiment.config.mask)
+    mask, report = demo_mask(demo, models, experiment.config.mask, experiment.targets[variant].reversible)
     print(f"demo of {variant}: {demo_file}")
     result = planning_latency(models, planner, args.repeats, demo=(mask, report.demo_windows, demo.positions))
     print(json.dumps(result, indent=1))
@@ -291,6 +355,8 @@ def _bench_tokens(args: argparse.Namespace) -> None:
 def _theory(args: argparse.Namespace) -> None:
     from skills.theory import TheoryConfig, run_theory
 
+    _check_output(args.json, "--json", "file")
+    _check_output(args.png, "--png", "file")
     result = run_theory(TheoryConfig(), args.json, args.png)
     for p_min, gap in zip(result["p_min"], result["gap"]):
         print(f"p_min {p_min:5.2f}  gap {gap:.6f}")
@@ -301,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], None] = args.func
     try:
         func(args)
-    except (ConfigError, FileNotFoundError, ValueError, BackendError) as err:
+    except (ConfigError, FileNotFoundError, ValueError, BackendError, UnwritablePathError) as err:
         print(f"mstt {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 Cell = tuple[int, int]
 Vec3 = tuple[float, float, float]
@@ -25,18 +25,31 @@ FETCH_WORKSPACE_LOW: Vec3 = (1.05, 0.40, 0.40)
 FETCH_WORKSPACE_HIGH: Vec3 = (1.60, 1.10, 0.90)
 
 
+DEMO_FIELDS = frozenset({"world", "reversible", "demo_clip_depth"})
+"""Fields that say how a variant reads a demo, not how source data is made: they never enter a run's fingerprint."""
+
+
+MAX_STEPS = 100_000_000
+"""Upper bound of every step count in a config (dataset size, episode length): 100x D4RL's largest datasets, far
+below where arrays of that many steps stop fitting in memory or in int64 arithmetic."""
+Steps = Annotated[int, Field(gt=0, le=MAX_STEPS)]
+
+
 class ConfigError(ValueError):
     """A config file is invalid; the message names the file, the field and the value."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: an infinite noise or radius is never meant, and only breaks things far from the config.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    _file: Path | None = PrivateAttr(default=None)
+    """The YAML file a loaded config came from (set by load_config; not a field, so never in a dump)."""
 
 
 class MazeDatasetConfig(_Strict):
     """How the source dataset is generated, the D4RL maze2d way."""
 
-    transitions: Annotated[int, Field(gt=0)] = 1_000_000
+    transitions: Steps = 1_000_000
     """Total environment steps to record (D4RL's maze2d datasets have 1M)."""
     action_noise: Annotated[float, Field(ge=0)] = 0.5
     """Std of the Gaussian noise added to every expert action (Minari's pointmaze data: 0.5)."""
@@ -44,7 +57,7 @@ class MazeDatasetConfig(_Strict):
     """Each waypoint is shifted by -U(0, jitter) per axis, so trajectories are not all identical."""
     waypoint_radius: Annotated[float, Field(gt=0)] = 0.1
     """A waypoint counts as reached within this distance (D4RL's solve threshold)."""
-    episode_steps: Annotated[int, Field(gt=0)] = 1000
+    episode_steps: Steps = 1000
     """The never-reset stream is cut into episodes of this length (marked as truncations)."""
     seed: int = 0
     dataset_id: str | None = None
@@ -54,7 +67,7 @@ class MazeDatasetConfig(_Strict):
 class FetchDatasetConfig(_Strict):
     """How the FetchReach source dataset is generated: a noisy P-controller with detours."""
 
-    transitions: Annotated[int, Field(gt=0)] = 100_000
+    transitions: Steps = 100_000
     action_noise: Annotated[float, Field(ge=0)] = 0.2
     gain: Annotated[float, Field(gt=0)] = 10.0
     """P gain: action = gain * (target - grip_pos), clipped to [-1, 1] (one action unit = 5 cm)."""
@@ -86,8 +99,17 @@ class MazeConfig(_Strict):
     """Free cells (row, col) that this variant turns into walls."""
     start: Cell | None = None
     goal: Cell | None = None
-    episode_steps: Annotated[int, Field(gt=0)] = 600
+    episode_steps: Steps = 600
     """Evaluation episode length."""
+    world: str | None = None
+    """The variant whose walls this one has, when it is a new task in that world (another start or goal): demos of
+    that world apply here. None: the variant itself."""
+    reversible: bool = True
+    """Motions can be run backwards (a point mass can): a demo then also shows its route walked the other way."""
+    demo_clip_depth: Annotated[float, Field(ge=0, lt=0.5)] = 0.25
+    """How deep (world units; a cell is 1) a demo's straight segment may cut into a wall corner between two adjacent
+    free cells and still be accepted, with a warning. Routes drawn through every second or third cell centre cut
+    corners by up to about 0.17."""
     dataset: MazeDatasetConfig = MazeDatasetConfig()
     render: RenderConfig = RenderConfig()
 
@@ -128,7 +150,13 @@ class FetchConfig(_Strict):
     goal: Vec3 | None = None
     """Fixed goal (metres); None keeps the env's random goal."""
     zones: list[Zone] = []
-    episode_steps: Annotated[int, Field(gt=0)] = 50
+    episode_steps: Steps = 50
+    world: str | None = None
+    """The variant whose zones this one has, when it is a new task in that world: demos of that world apply here."""
+    reversible: bool = True
+    """Reaching motions can be run backwards: a demo then also shows its route walked the other way."""
+    demo_clip_depth: Annotated[float, Field(ge=0, lt=0.05)] = 0.01
+    """How deep (metres) a demo may graze a zone's edge and still be accepted, with a warning."""
     dataset: FetchDatasetConfig = FetchDatasetConfig()
     render: RenderConfig = RenderConfig()
 
@@ -161,32 +189,99 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
+class _DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: Any, first: tuple[int, str], second: tuple[int, str]) -> None:
+        super().__init__(
+            f"field {key!r} is given twice: {first[1]} (line {first[0]}) and {second[1]} (line {second[0]}); "
+            "keep one (YAML would silently take the last)"
+        )
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error: plain YAML lets the last
+    one silently win, so a forgotten earlier line would quietly change an experiment."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, tuple[int, str]] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: its keys may be overridden here
+                continue
+            key = self.construct_object(key_node, deep=True)
+            where = (key_node.start_mark.line + 1, repr(value_node.value) if isinstance(value_node, yaml.ScalarNode)
+                     else "a " + ("list" if isinstance(value_node, yaml.SequenceNode) else "mapping"))
+            try:
+                first = seen.setdefault(key, where)
+            except TypeError:  # an unhashable key: SafeLoader's own error says so
+                break
+            if first is not where:
+                raise _DuplicateKeyError(key, first, where)
+        return super().construct_mapping(node, deep)
+
+
+def referenced_file(owner: Path, field: str, value: Any) -> Path:
+    """The file a config field names (``extends``, ``source``, ``targets[0]``, ``demos.t1``), relative to the
+    config that names it; ConfigError naming that config, the field and the value when it is not a readable file."""
+    target = (owner.parent / str(value)).resolve()
+    if not target.exists():
+        raise ConfigError(f"{owner}: field '{field}' = {value!r}: file not found ({target})")
+    if not target.is_file():
+        raise ConfigError(f"{owner}: field '{field}' = {value!r}: {target} is a folder, not a file")
+    return target
+
+
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read a YAML mapping, resolving `extends: other.yaml` (relative to the file) recursively."""
     if path in seen:
         raise ConfigError(f"{path}: field 'extends' forms a cycle: {[str(p) for p in seen]}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except _DuplicateKeyError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+            "save the file as UTF-8"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read: {err.strerror or err}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     parent = data.pop("extends", None)
     if parent is not None:
-        base = _read_yaml((path.parent / str(parent)).resolve(), (*seen, path))
+        base = _read_yaml(referenced_file(path, "extends", parent), (*seen, path))
         data = _deep_merge(base, data)
     return data
 
 
 def _format_validation_error(path: Path, err: ValidationError) -> str:
-    lines = [f"{path}: invalid config"]
+    """One line: the file, then every field that failed with its value and what is wrong with it."""
+    problems = []
     for item in err.errors():
         field = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        value = item.get("input")
-        lines.append(f"  field '{field}' = {value!r}: {item['msg']}")
-    return "\n".join(lines)
+        problems.append(f"field '{field}' = {item.get('input')!r}: {item['msg']}")
+    return f"{path}: invalid config: " + "; ".join(problems)
+
+
+def check_device(name: str) -> str:
+    """``name`` when it is 'auto' or a torch device string ('cpu', 'cuda', 'cuda:1', 'mps'); ValueError otherwise."""
+    if name == "auto":
+        return name
+    import torch
+
+    try:
+        torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{name!r} is not a device: use auto, cpu, cuda, cuda:N or another torch device") from None
+    return name
+
+
+def config_file(config: TaskConfig) -> str:
+    """The file a loaded variant config came from, for messages (its variant when it was built in code)."""
+    return str(config._file) if config._file is not None else f"variant {config.variant!r}"
 
 
 def load_config(path: str | Path) -> TaskConfig:
@@ -202,6 +297,7 @@ def load_config(path: str | Path) -> TaskConfig:
         config = _CONFIG_TYPES[task].model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(path, err)) from None
+    config._file = path
     # Checks that need the task's own knowledge (a maze route exists, cells are free) live with
     # the task; run them here so every load is validated, whatever the caller does next.
     from agent.tasks import validate_config

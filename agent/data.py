@@ -1,28 +1,46 @@
 """Offline datasets: collect a task's source data into a local Minari dataset, and load any
 Minari dataset (ours, or Minari's D4RL pointmaze data where the network allows) as episodes.
 
-Writes are atomic: the dataset is built in a hidden temporary folder and renamed into place.
+Writes are atomic: the dataset is built in a hidden temporary folder and renamed into place; the staging
+folders of a collection that was killed are removed by the next one. A collected dataset records in its Minari
+metadata what shaped it (the map, the dataset settings, size and seed), and loading it for a config that asks
+for something else is refused, naming the field.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import minari
 import numpy as np
 from minari.data_collector import EpisodeBuffer
 from tqdm import tqdm
 
+from agent.config import config_file
+from agent.io import check_writable, sigterm_as_interrupt
 from agent.tasks import Episode, Task
 
+if TYPE_CHECKING:
+    from agent.experiment import DataSettings
+
 DATASETS_ENV_VAR = "MINARI_DATASETS_PATH"
+RECORD_KEY = "mstt_collected_with"
+"""Key in a dataset's Minari metadata (metadata.json) under which collect records what shaped the data."""
+STAGING_PREFIX = ".collect-"
+"""Hidden staging folders in the datasets root: f"{STAGING_PREFIX}{pid}-{random}" while a collection runs."""
+
+
+class DatasetMismatchError(ValueError):
+    """A dataset under the datasets root was collected with other settings than the config asks for."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,77 @@ def default_root(out: str | Path | None) -> Path:
     return Path.home() / ".minari" / "datasets"
 
 
+def experiment_root(settings: DataSettings) -> Path:
+    """An experiment's datasets folder, absolute: data.root when the config (or one it extends) gives it, else
+    $MINARI_DATASETS_PATH when set (Minari's own override), else data.root's default 'data'. The fingerprint keeps
+    data.root as written, so where the folder is never changes a run's identity; the dataset record does."""
+    if "root" not in settings.model_fields_set and DATASETS_ENV_VAR in os.environ:
+        return Path(os.environ[DATASETS_ENV_VAR]).resolve()
+    return Path(settings.root).resolve()
+
+
+def dataset_record(task: Task, transitions: int | None = None, seed: int | None = None) -> dict[str, Any]:
+    """Everything that shapes the task's source dataset, as plain JSON: task, name, variant, the task's
+    ``source_data_fields`` (the map) and the ``dataset`` section, with the size and seed actually used."""
+    config = task.config
+    dataset = config.dataset.model_dump(mode="json", exclude={"dataset_id"})
+    dataset["transitions"] = transitions or dataset["transitions"]
+    dataset["seed"] = dataset["seed"] if seed is None else seed
+    world = config.model_dump(mode="json", include=set(task.source_data_fields))
+    return {"task": config.task, "name": config.name, "variant": config.variant, **world, "dataset": dataset}
+
+
+def _differences(recorded: Any, expected: Any, field: str = "") -> list[tuple[str, Any, Any]]:
+    """(field, recorded, expected) for every leaf where two records differ; a missing key counts as None."""
+    if isinstance(recorded, Mapping) and isinstance(expected, Mapping):
+        return [
+            diff
+            for key in sorted(set(recorded) | set(expected))
+            for diff in _differences(recorded.get(key), expected.get(key), f"{field}.{key}" if field else key)
+        ]
+    return [] if recorded == expected else [(field, recorded, expected)]
+
+
+def _check_record(dataset: Any, dataset_id: str, where: Path, expected: Mapping[str, Any]) -> None:
+    """Refuse a dataset that was not shaped the way ``expected`` (a dataset_record) says. A dataset collected
+    before datasets carried a record is checked on what Minari records: its total steps."""
+    recorded = dataset.storage.metadata.get(RECORD_KEY)
+    if recorded is None:
+        recorded = {"dataset": {"transitions": int(dataset.total_steps)}}
+        expected = {"dataset": {"transitions": expected["dataset"]["transitions"]}}
+    differences = _differences(recorded, expected)
+    if differences:
+        shown = "; ".join(f"{field} = {have!r} (the config asks for {want!r})" for field, have, want in differences)
+        raise DatasetMismatchError(
+            f"dataset '{dataset_id}' under {where} was collected with {shown}: collect it again with `mstt collect "
+            f"<source config> --out {where} --transitions {expected['dataset']['transitions']}` (it replaces the old "
+            "one), or set data.root to another folder"
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_staging(root: Path) -> list[Path]:
+    """Remove the staging folders that killed collections left in ``root`` (their process is gone; a folder
+    without a process id in its name predates them and is stale too); the ones of running collections stay."""
+    removed = []
+    for folder in root.glob(f"{STAGING_PREFIX}*"):
+        owner = re.match(rf"{re.escape(STAGING_PREFIX)}(\d+)-", folder.name)
+        if owner is not None and _alive(int(owner.group(1))):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 def _to_buffer(index: int, episode: Episode) -> EpisodeBuffer:
     return EpisodeBuffer(
         id=index,
@@ -94,19 +183,29 @@ def collect(
     seed: int | None = None,
     progress: bool = True,
 ) -> DatasetSummary:
-    """Run the task's scripted expert and write a Minari dataset under `out` (atomically)."""
+    """Run the task's scripted expert and write a Minari dataset under `out` (atomically). The folder is checked
+    to be writable before the expert runs; SIGINT and SIGTERM leave no staging folder behind."""
     config = task.config
     if config.role != "source":
         raise ValueError(
-            f"variant '{config.variant}' is a {config.role} world: training data is only ever "
+            f"{config_file(config)}: variant '{config.variant}' is a {config.role} world: training data is only ever "
             "collected in the source world"
         )
     transitions = transitions or config.dataset.transitions
     seed = config.dataset.seed if seed is None else seed
-    root = default_root(out)
+    root = check_writable(default_root(out), "--out", "folder")
     root.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(root)
     final_path = root / task.dataset_id
-    staging = Path(tempfile.mkdtemp(prefix=".collect-", dir=root))
+    with sigterm_as_interrupt():
+        return _collect_into(task, transitions, seed, root, final_path, progress)
+
+
+def _collect_into(
+    task: Task, transitions: int, seed: int, root: Path, final_path: Path, progress: bool
+) -> DatasetSummary:
+    config = task.config
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=root))
     try:
         start = time.perf_counter()
         buffers, goals = [], 0
@@ -120,7 +219,7 @@ def collect(
         env = task.make_env()
         try:
             with datasets_root(staging):
-                minari.create_dataset_from_buffers(
+                dataset = minari.create_dataset_from_buffers(
                     dataset_id=task.dataset_id,
                     buffer=buffers,
                     env=env.spec,
@@ -132,6 +231,7 @@ def collect(
                     description=f"Source data of {config.task} '{config.name}' "
                     f"(variant {config.variant}), seed {seed}.",
                 )
+                dataset.storage.update_metadata({RECORD_KEY: dataset_record(task, transitions, seed)})
         finally:
             env.close()
         _replace_dir(staging / task.dataset_id, final_path)
@@ -169,8 +269,11 @@ class EpisodeArrays:
     truncations: np.ndarray
 
 
-def load_episodes(dataset_id: str, root: str | Path | None = None) -> list[EpisodeArrays]:
-    """Load a local Minari dataset (ours or Minari's D4RL pointmaze ones) as episode arrays."""
+def load_episodes(
+    dataset_id: str, root: str | Path | None = None, expected: Mapping[str, Any] | None = None
+) -> list[EpisodeArrays]:
+    """Load a local Minari dataset (ours or Minari's D4RL pointmaze ones) as episode arrays. ``expected`` (a
+    dataset_record): refuse a dataset shaped otherwise (DatasetMismatchError naming the field)."""
     with datasets_root(None if root is None else default_root(root)):
         try:
             dataset = minari.load_dataset(dataset_id)
@@ -180,6 +283,8 @@ def load_episodes(dataset_id: str, root: str | Path | None = None) -> list[Episo
                 f"dataset '{dataset_id}' not found under {where}: run `mstt collect CONFIG "
                 f"--out {where}` first ({err})"
             ) from None
+        if expected is not None:
+            _check_record(dataset, dataset_id, default_root(root), expected)
         episodes = []
         for ep in dataset.iterate_episodes():
             obs = ep.observations

@@ -16,7 +16,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 DemoSource = Literal["scripted", "human", "vlm"]
-DEMO_FORMAT_VERSION = 1
+DEMO_FORMAT_VERSION = 2
+"""Version 2 added ``breaks``; version 1 files (no breaks) read unchanged."""
+READABLE_FORMAT_VERSIONS = (1, 2)
 DEMO_FILE_MODE = 0o644
 
 
@@ -37,9 +39,18 @@ class Demo(BaseModel):
     """World coordinates, one row per sample: (x, y) for the maze, (x, y, z) for Fetch."""
     timestamps: list[float] | None = None
     """Seconds from the first point; None when only the path's shape is known."""
+    breaks: list[int] = []
+    """Indices i where the route is missing between points i - 1 and i (a stretch the demonstrator did not show):
+    the demo is then several pieces, and nothing is read off the straight line across a break."""
 
     @model_validator(mode="after")
     def _check(self) -> Demo:
+        if self.format_version not in READABLE_FORMAT_VERSIONS:
+            raise ValueError(
+                f"format_version {self.format_version} is not one this code reads {list(READABLE_FORMAT_VERSIONS)}"
+            )
+        if any(not 0 < i < len(self.points) for i in self.breaks) or sorted(set(self.breaks)) != self.breaks:
+            raise ValueError(f"breaks must be increasing point indices in [1, {len(self.points) - 1}], got {self.breaks}")
         if len(self.points) < 2:
             raise ValueError(f"a demo needs at least 2 points, got {len(self.points)}")
         dims = {len(p) for p in self.points}
@@ -60,6 +71,22 @@ class Demo(BaseModel):
     def positions(self) -> np.ndarray:
         """(K, P) float64 array of the demo's points."""
         return np.asarray(self.points, dtype=np.float64)
+
+    def pieces(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """The route's unbroken pieces in order: (K_i, P) positions and (K_i,) timestamps (None without times)."""
+        bounds = [0, *self.breaks, len(self.points)]
+        times = None if self.timestamps is None else np.asarray(self.timestamps, dtype=np.float64)
+        return [
+            (self.positions[a:b], None if times is None else times[a:b]) for a, b in zip(bounds[:-1], bounds[1:])
+        ]
+
+    def reversed(self) -> Demo:
+        """The same route walked from its end to its start (timestamps mirrored, breaks kept between the same points)."""
+        n = len(self.points)
+        times = None if self.timestamps is None else [self.timestamps[-1] - t for t in reversed(self.timestamps)]
+        return self.model_copy(
+            update={"points": self.points[::-1], "timestamps": times, "breaks": sorted(n - i for i in self.breaks)}
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write atomically: a crash never leaves a half-written demo file."""

@@ -236,6 +236,71 @@ class SkillExecutorController(_Decisions):
         return actions.cpu().numpy()
 
 
+FOLLOW_POINTS_PER_LOOKAHEAD = 10
+"""Resolution of the path a DemoTracker follows: points per lookahead distance."""
+FOLLOW_SEARCH_LOOKAHEADS = 2.0
+"""A DemoTracker looks for its nearest path point at most this many lookaheads past its progress, so a route that
+loops back on itself is followed in order rather than short-cut."""
+
+
+class DemoTracker:
+    """The demo_tracker baseline, with no learned part: pure pursuit along the demo's route, through the task's own
+    tracker (each env aims ``task.follow_lookahead`` ahead of its progress along the route).
+
+    Each env follows the stretch of the route from the point nearest its start to the point nearest its goal, then
+    straight on to the goal; when the goal lies behind the start on the route, it follows the route backwards if the
+    task is reversible. A route with breaks is followed straight across them: nothing else is known there."""
+
+    def __init__(self, task: Task, route: np.ndarray, action_dim: int, reversible: bool) -> None:
+        self.task, self.route, self.action_dim = task, np.asarray(route, dtype=float), action_dim
+        self.reversible = reversible
+        self.fallback_rate = None
+        self._paths: list[tuple[np.ndarray, np.ndarray]] = []
+        """Per env: (M, P) resampled path to its goal and (M,) arc lengths."""
+        self._progress = np.zeros(0)
+
+    def _path(self, start: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """(K, P) what an env starting at ``start`` follows to ``goal``."""
+        route = self.route
+        first = int(np.argmin(np.linalg.norm(route - start, axis=1)))
+        last = int(np.argmin(np.linalg.norm(route - goal, axis=1)))
+        if last >= first:
+            stretch = route[first : last + 1]
+        elif self.reversible:
+            stretch = route[last : first + 1][::-1]
+        else:
+            stretch = route[first:]
+        return np.vstack([start[None], stretch, goal[None]])
+
+    def reset(self, obs: dict[str, np.ndarray]) -> None:
+        pos_dim = self.route.shape[1]
+        step = self.task.follow_lookahead / FOLLOW_POINTS_PER_LOOKAHEAD
+        self._paths = []
+        for state, goal in zip(obs["observation"], obs["desired_goal"]):
+            path = self._path(state[:pos_dim], goal[:pos_dim])
+            arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
+            s = np.append(np.arange(0.0, arc[-1], step), arc[-1])
+            dense = np.stack([np.interp(s, arc, path[:, d]) for d in range(pos_dim)], axis=1)
+            self._paths.append((dense, s))
+        self._progress = np.zeros(len(self._paths))
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        state = obs["observation"]
+        pos_dim = self.route.shape[1]
+        lookahead = self.task.follow_lookahead
+        targets = np.empty((len(state), pos_dim))
+        for e, (path, s) in enumerate(self._paths):
+            window = (s >= self._progress[e]) & (s <= self._progress[e] + FOLLOW_SEARCH_LOOKAHEADS * lookahead)
+            candidates = np.flatnonzero(window)
+            nearest = candidates[np.argmin(np.linalg.norm(path[candidates] - state[e, :pos_dim], axis=1))]
+            self._progress[e] = max(self._progress[e], s[nearest])
+            aim = min(self._progress[e] + lookahead, s[-1])
+            targets[e] = [np.interp(aim, s, path[:, d]) for d in range(pos_dim)]
+        next_state = np.zeros_like(state)
+        next_state[:, :pos_dim] = targets  # at rest at the aim point: the tracker brakes as it closes in
+        return self.task.track(state, next_state, np.zeros((len(state), self.action_dim)))
+
+
 class PolicyController:
     """A flat policy (BC): (observation, goal) -> action."""
 

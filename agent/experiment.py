@@ -10,9 +10,13 @@ from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agent.config import ConfigError, TaskConfig, _format_validation_error, _read_yaml, load_config
+from agent.config import (
+    DEMO_FIELDS, MAX_STEPS, ConfigError, TaskConfig, _format_validation_error, _read_yaml, check_device, load_config,
+    referenced_file,
+)  # fmt: skip
+from agent.methods import DEFAULT_METHODS, METHODS, check_methods
 from skills.bc import BCConfig
 from skills.critic import CriticConfig
 from skills.dds import DDSConfig
@@ -21,23 +25,19 @@ from skills.masks import MaskInferenceConfig
 from skills.planner import PlannerConfig
 from skills.tokenizer import TokenizerConfig
 
-Method = Literal["mstt", "mstt_dds", "unmasked", "oracle_mask", "random_mask", "mask_only", "bc"]
-ALL_METHODS: tuple[Method, ...] = (
-    "mstt", "mstt_dds", "unmasked", "oracle_mask", "random_mask", "mask_only", "bc",
-)  # fmt: skip
-"""Every eval method; mstt_dds needs the optional ``executor_dds`` stage (see ExperimentConfig)."""
-DEFAULT_METHODS: tuple[Method, ...] = tuple(m for m in ALL_METHODS if m != "mstt_dds")
-"""What eval.methods defaults to: every method that needs no optional stage."""
+ALL_METHODS: tuple[str, ...] = tuple(METHODS)
+"""Every eval method (agent/methods.py); mstt_dds needs the optional ``executor_dds`` stage (see ExperimentConfig)."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False)
 
 
 class DataSettings(_Strict):
     root: str = "data"
-    """Minari datasets folder (relative to the working directory)."""
-    transitions: int | None = Field(default=None, gt=0)
+    """Minari datasets folder (relative to the working directory). Left out of the config: $MINARI_DATASETS_PATH
+    when that is set, else 'data' (agent/data.py, experiment_root)."""
+    transitions: int | None = Field(default=None, gt=0, le=MAX_STEPS)
     """Dataset size; None takes the source config's."""
     collect_if_missing: bool = True
     """Collect the source dataset first when it is not under root."""
@@ -46,6 +46,11 @@ class DataSettings(_Strict):
 class TrainSettings(_Strict):
     device: str = "auto"
     """Device for every component ('auto': accelerate's choice, 'cpu', 'cuda', ...)."""
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        return check_device(value)
     checkpoint_every: int = Field(default=1000, gt=0)
     """Steps between resumable checkpoints inside each component's training."""
     windows_stride: int = Field(default=1, gt=0)
@@ -63,12 +68,18 @@ class EvalSettings(_Strict):
     """Steps an env executes a fallback choice before it decides again; None: ``replan_every``. A fallback candidate
     is the best of a bad lot (nothing permitted was proposed), so committing to it for H steps can carry the agent
     where the demo never went (Fetch: into the zone)."""
-    methods: list[Method] = list(DEFAULT_METHODS)
+    methods: list[str] = list(DEFAULT_METHODS)
+    """Methods of agent/methods.py's table, run side by side on the same episodes."""
     observation: Literal["state", "pixels"] = "state"
     """What the agent sees: the simulator's state, or rendered frames only (maze; agent/pixels.py)."""
     oracle_tolerance: float = Field(default=0.02, ge=0, lt=1)
     """oracle_mask drops a token when more than this share of its data windows violate the target."""
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _known_methods(self) -> EvalSettings:
+        check_methods(self.methods, "field 'eval.methods'")
+        return self
 
 
 class ExperimentConfig(_Strict):
@@ -131,7 +142,7 @@ class Experiment:
     def fingerprint(self) -> str:
         """Hash of everything that shapes training; a run folder refuses a different one."""
         relevant = {
-            "source": self.source.model_dump(),
+            "source": self.source.model_dump(exclude=set(DEMO_FIELDS)),
             "data": self.config.data.model_dump(),
             "seed": self.config.seed,
             **{k: _plain(getattr(self.config, k)) for k in ("tokenizer", "critic", "generator", "bc")},
@@ -167,7 +178,7 @@ def load_experiment_file(
     except ValidationError as err:
         raise ConfigError(_format_validation_error(path, err)) from None
     source_file = getattr(config, "source")
-    source = load_config(path.parent / source_file)
+    source = load_config(referenced_file(path, "source", source_file))
     if source.role != "source":
         raise ConfigError(f"{path}: field 'source' = {source_file!r} is a {source.role} variant")
     return path, config, source
@@ -179,15 +190,15 @@ def load_experiment(path: str | Path) -> Experiment:
         path, "mstt", ExperimentConfig, "variant configs go to collect/demo-make/render"
     )
     targets: dict[str, TaskConfig] = {}
-    for name in config.targets:
-        target = load_config(path.parent / name)
+    for i, name in enumerate(config.targets):
+        target = load_config(referenced_file(path, f"targets[{i}]", name))
         if target.task != source.task:
             raise ConfigError(f"{path}: target {name!r} is a {target.task} task, source is {source.task}")
         targets[target.variant] = target
     unknown = set(config.demos) - set(targets)
     if unknown:
         raise ConfigError(f"{path}: field 'demos' names variants {sorted(unknown)} not in targets")
-    demo_files = {variant: (path.parent / file).resolve() for variant, file in config.demos.items()}
+    demo_files = {variant: referenced_file(path, f"demos.{variant}", file) for variant, file in config.demos.items()}
     return Experiment(config, path, source, targets, demo_files)
 
 

@@ -14,12 +14,13 @@ import numpy as np
 import torch
 
 from agent.demo import Demo
-from agent.evaluate import PlanController
+from agent.evaluate import ConstantCritic, DemoTracker, PlanController
 from agent.experiment import Experiment
 from agent.io import write_json_atomic
 from agent.tasks import make_task
 from agent.train import check_run_matches, load_models
-from agent.transfer import demo_mask
+from agent.methods import METHODS
+from agent.transfer import check_demo, demo_mask
 
 VIDEO_EVERY = 4
 """Record every k-th step in the GIF (the full frame rate makes large files and adds nothing)."""
@@ -31,6 +32,7 @@ class RunReport:
     instruction: str
     variant: str
     perception: str
+    policy: str
     goal: str
     goal_position: list[float]
     success: bool
@@ -58,8 +60,16 @@ def run_instruction(
     perception: str = "geometric",
     perception_config: dict[str, Any] | None = None,
     seed: int = 0,
+    policy: str = "mstt",
+    demo_file: Path | None = None,
 ) -> RunReport:
+    """``policy``: an eval method that acts on the demo alone (mstt, mask_only, demo_tracker; agent/methods.py).
+    ``demo_file``: one demo of this world reused for any instruction, instead of reading one off the picture."""
     from perception import Scene, draw_demo, make_perceiver, parse_goal
+
+    if policy not in ("mstt", "mask_only", "demo_tracker"):
+        raise ValueError(f"--policy {policy!r}: choose mstt, mask_only or demo_tracker")
+    spec = METHODS[policy]
 
     variant = variant or next(iter(experiment.targets))
     if variant not in experiment.targets:
@@ -78,21 +88,32 @@ def run_instruction(
         obs = task.observation(env)
         frame = task.render_frame(env)
 
-        perceiver = make_perceiver(perception, {**(perception_config or {}), "overlay_dir": str(out)})
-        # One picture: the backend draws its route (accepted or refused) into out/.
-        demo: Demo = perceiver.perceive(frame, instruction, scene)
-        demo_file = demo.save(out / "demo.json")
-        overlay = perceiver.last_overlay or draw_demo(frame, demo, scene, out / "demo_overlay.png")
+        if demo_file is not None:
+            demo: Demo = Demo.load(demo_file)
+            overlay = draw_demo(frame, demo, scene, out / "demo_overlay.png")
+        else:
+            perceiver = make_perceiver(perception, {**(perception_config or {}), "overlay_dir": str(out)})
+            # One picture: the backend draws its route (accepted or refused) into out/.
+            demo = perceiver.perceive(frame, instruction, scene)
+            overlay = perceiver.last_overlay or draw_demo(frame, demo, scene, out / "demo_overlay.png")
+        for warning in check_demo(demo, task, str(demo_file or "the perceived demo")):
+            print(f"demo warning: {warning}")
+        saved_demo = demo.save(out / "demo.json")
 
-        mask, report = demo_mask(demo, models, experiment.config.mask)
+        mask, report = demo_mask(demo, models, experiment.config.mask, task.config.reversible)
         print(f"demo: {report.message}")
-        planner = models.planner(experiment.config.planner)
-        replan_every = experiment.config.eval.replan_every or models.tokenizer.horizon
-        anchors = report.demo_windows.to(planner.device)  # the demo's windows: planner.match_radius
-        plan = partial(planner.plan, anchors=anchors)
-        controller = PlanController(
-            task, plan, mask, replan_every, torch.device("cpu"), experiment.config.eval.replan_after_fallback
-        )
+        controller: Any
+        if spec.controller == "demo_route":
+            controller = DemoTracker(task, demo.positions, env.action_space.shape[0], task.config.reversible)
+        else:
+            critic = ConstantCritic(models.tokenizer.codebook_size) if spec.critic == "constant" else None
+            planner = models.planner(experiment.config.planner, critic)
+            replan_every = experiment.config.eval.replan_every or models.tokenizer.horizon
+            anchors = report.demo_windows.to(planner.device)  # the demo's windows: planner.match_radius
+            plan = partial(planner.plan, anchors=anchors)
+            controller = PlanController(
+                task, plan, mask, replan_every, torch.device("cpu"), experiment.config.eval.replan_after_fallback
+            )
         batch = _batch(obs)
         controller.reset(batch)
         frames, success, first, failed, cost = [frame], False, None, False, 0.0
@@ -115,7 +136,8 @@ def run_instruction(
     result = RunReport(
         instruction=instruction,
         variant=variant,
-        perception=perception,
+        perception=perception if demo_file is None else "demo file",
+        policy=policy,
         goal=goal.label,
         goal_position=[float(v) for v in goal.position],
         success=success,
@@ -124,7 +146,7 @@ def run_instruction(
         cost=cost,
         mask_size=int(mask.sum()),
         demo_points=len(demo.points),
-        demo_file=str(demo_file),
+        demo_file=str(saved_demo),
         overlay_png=str(overlay) if overlay else None,
         video=str(video),
     )

@@ -206,17 +206,20 @@ def _plain(value: Any) -> Any:
 def train_offline(
     experiment: OfflineExperiment, run: Path, methods: list[str] | None = None, progress: bool = True
 ) -> OfflineModels:
-    """Train (or resume, or reuse) every requested method's models into the run folder."""
-    from agent.train import _check_run_folder, source_data
+    """Train (or resume, or reuse) every requested method's models into the run folder; a run that holds them all
+    is only checked, not written."""
+    from agent.train import _check_run_folder, check_run_matches, source_data
 
-    _check_run_folder(run, experiment)  # type: ignore[arg-type]  # duck-typed: path + fingerprint()
     config = experiment.config
     methods = list(methods or config.eval.methods)
     device = config.train.device
     stage_done = {"dds": (run / "dds" / "high_level" / "config.json").exists(),
                   "iql": (run / "iql" / "config.json").exists(), "bc": (run / "bc" / "config.json").exists()}  # fmt: skip
     episodes: list[dict[str, np.ndarray]] | None = None
-    if not all(stage_done[m] for m in methods):
+    if all(stage_done[m] for m in methods):
+        check_run_matches(run, experiment, remedy="use a new --run folder")
+    else:
+        _check_run_folder(run, experiment)  # type: ignore[arg-type]  # duck-typed: path + fingerprint()
         _, loaded = source_data(experiment, progress)  # type: ignore[arg-type]
         episodes = episode_dicts(loaded, config.goal_terminals)
 

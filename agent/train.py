@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.data import EpisodeArrays, collect, load_episodes
-from agent.io import write_json_atomic
+from agent.data import EpisodeArrays, collect, dataset_record, experiment_root, load_episodes
+from agent.io import check_writable, write_json_atomic
 from agent.experiment import Experiment, component_config
 from agent.tasks import Task, make_task
 from skills.bc import BCPolicy, train_bc
@@ -72,20 +72,26 @@ class Models:
 
 
 def source_data(experiment: Experiment, progress: bool = True) -> tuple[Task, list[EpisodeArrays]]:
-    """The source dataset, collected first if it is missing and the config allows it."""
+    """The source dataset, collected first if it is missing and the config allows it; a dataset collected with
+    other settings than the experiment asks for (size, noise, map, seed) is refused (agent/data.py)."""
     task = make_task(experiment.source)
     settings = experiment.config.data
+    root = experiment_root(settings)
+    expected = dataset_record(task, settings.transitions)
     try:
-        return task, load_episodes(task.dataset_id, settings.root)
+        return task, load_episodes(task.dataset_id, root, expected)
     except FileNotFoundError:
         if not settings.collect_if_missing:
             raise
-    print(f"dataset {task.dataset_id} not under {settings.root}: collecting it first")
-    print(collect(task, settings.transitions, settings.root, progress=progress))
-    return task, load_episodes(task.dataset_id, settings.root)
+    check_writable(root, "data.root", "folder")
+    print(f"dataset {task.dataset_id} not under {root}: collecting it first")
+    print(collect(task, settings.transitions, root, progress=progress))
+    return task, load_episodes(task.dataset_id, root, expected)
 
 
 def _check_run_folder(run: Path, experiment: Experiment) -> None:
+    """Make ``run`` a run folder of this experiment (or check that it is one), after checking it can be written."""
+    check_writable(run, "--run", "folder")
     run.mkdir(parents=True, exist_ok=True)
     record = run / RUN_FILE
     if record.exists():
@@ -109,8 +115,18 @@ def check_run_matches(
         )
 
 
+def trained_stages(experiment: Experiment) -> tuple[str, ...]:
+    """The stages a run of this experiment holds when finished."""
+    return STAGES + ((DDS_STAGE,) if experiment.config.executor_dds is not None else ())
+
+
 def train(experiment: Experiment, run: Path, progress: bool = True) -> Models:
-    """Train (or resume) every stage; return the trained models."""
+    """Train (or resume) every stage; return the trained models. A finished run is only checked and loaded: it
+    needs neither the dataset nor a writable folder."""
+    stages = trained_stages(experiment)
+    if (run / DATA_FILE).exists() and all((run / stage / "config.json").exists() for stage in stages):
+        check_run_matches(run, experiment, remedy="use a new --run folder")
+        return load_models(run)
     _check_run_folder(run, experiment)
     config = experiment.config
     task, episodes = source_data(experiment, progress)

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from agent.corruptions import CorruptionSpec, corrupt
 from agent.demo import Demo
 from agent.evaluate import (
     ConstantCritic,
+    DemoTracker,
     PlanController,
     PolicyController,
     SkillExecutorController,
@@ -29,12 +31,10 @@ from agent.evaluate import (
 )
 from agent.experiment import Experiment
 from agent.io import write_json_atomic
-from agent.tasks import make_task
+from agent.methods import METHODS, EvalMethod, check_methods
+from agent.tasks import Task, make_task
 from agent.train import check_run_matches, load_models, source_data
-from skills.masks import infer_mask, token_sequence
-
-DEMO_MASK_METHODS = ("mstt", "mstt_dds", "mask_only")
-"""The methods whose mask is the demo's: the planner's demo match (``match_radius``) reads the demo's windows."""
+from skills.masks import infer_route_mask, token_sequence
 
 
 def evaluate_transfer(
@@ -49,6 +49,7 @@ def evaluate_transfer(
     observation: str | None = None,
     demo_source: str | None = None,
     device: str | None = None,
+    corruption: CorruptionSpec | None = None,
 ) -> dict[str, Any]:
     """Evaluate every method on every target variant; return (and optionally write) the results JSON.
 
@@ -56,18 +57,21 @@ def evaluate_transfer(
     ``FIGURE_METHOD`` agent). ``observation`` overrides the config's eval.observation ("state" or "pixels").
     ``demo_source``: a perception backend ("geometric", "hf", "openai") that reads each variant's demo off its
     rendered start frame, instead of the demo files; the JSON then reports how its mask overlaps the scripted
-    demo's."""
+    demo's. ``corruption``: every variant's demo is corrupted this way (agent/corruptions.py, seeded by eval.seed)
+    before it is checked and used."""
     config = experiment.config
     settings = config.eval
     episodes = episodes or settings.episodes
-    methods = methods or list(settings.methods)
+    methods = check_methods(methods or list(settings.methods), "--methods")
     check_run_matches(run, experiment)
     models = load_models(run, device)
-    if "mstt_dds" in methods and models.dds_skills is None:
-        raise ValueError(
-            f"method mstt_dds needs the DDS executor, but {run} has no dds_skills stage: add an executor_dds "
-            f"section to {experiment.path} and run `mstt train` into a run folder"
-        )
+    for name in methods:
+        stage = METHODS[name].needs_stage
+        if stage is not None and models.dds_skills is None:
+            raise ValueError(
+                f"method {name} needs the {stage} stage, but {run} has none: add an {stage} section to "
+                f"{experiment.path} and run `mstt train` into a run folder"
+            )
     device = models.generator.device
     horizon = models.tokenizer.horizon
     num_skills = models.tokenizer.codebook_size
@@ -85,7 +89,7 @@ def evaluate_transfer(
         "constant": models.planner(planner_config, ConstantCritic(num_skills)),
     }
     oracle_inputs = None
-    if "oracle_mask" in methods or figures is not None:
+    if any(METHODS[m].mask == "oracle" for m in methods) or figures is not None:
         source_task, data = source_data(experiment, progress)
         positions = [source_task.positions(e.observations) for e in data]
         oracle_inputs = (positions, [token_sequence(p, models.tokenizer, 1) for p in positions])
@@ -101,9 +105,23 @@ def evaluate_transfer(
         if demo_source is not None:
             demo = perceived_demo(task, demo_source, json_path.parent if json_path is not None else None)
             demo_name = f"the {demo_source} perception demo of {variant}"
-        check_demo(demo, task, demo_name)
+        if corruption is not None:
+            demo = corrupt(demo, corruption, task, settings.seed)
+            demo_name = f"{demo_name} corrupted by {corruption}"
+            try:
+                check_demo(demo, task, demo_name)
+            except ValueError as err:
+                # A corruption the acceptance rule refuses is a result (no method runs on it), not an error.
+                if progress:
+                    print(f"[{variant}] refused: {err}")
+                demos[variant], results[variant] = {"source": demo.source, "refused": str(err)}, {}
+                continue
+        warnings = check_demo(demo, task, demo_name)
+        if progress:
+            for warning in warnings:
+                print(f"[{variant}] warning: demo {demo_name}: {warning}")
         try:
-            mask, report = demo_mask(demo, models, config.mask)
+            mask, report = demo_mask(demo, models, config.mask, task.config.reversible)
         except ValueError as err:
             raise ValueError(f"demo {demo_name}: {err}") from None
         if not bool(mask.any()):
@@ -111,7 +129,7 @@ def evaluate_transfer(
         anchors = report.demo_windows.to(device)
         overlap: dict[str, float] = {}
         if demo_source is not None:
-            reference, _ = demo_mask(scripted, models, config.mask)
+            reference, _ = demo_mask(scripted, models, config.mask, task.config.reversible)
             both, either = int((mask & reference).sum()), int((mask | reference).sum())
             overlap = {
                 "scripted_mask_jaccard": both / max(1, either),
@@ -120,38 +138,22 @@ def evaluate_transfer(
         if progress:
             print(f"[{variant}] demo ({demo.source}, {len(demo.points)} points): {report.message}")
         masks = {
-            "mstt": mask,
-            "mstt_dds": mask,
-            "mask_only": mask,
-            "unmasked": torch.ones(num_skills, dtype=torch.bool),
-            "random_mask": random_mask(int(mask.sum()), num_skills, settings.seed),
+            "demo": mask,
+            "all": torch.ones(num_skills, dtype=torch.bool),
+            "random": random_mask(int(mask.sum()), num_skills, settings.seed),
         }
-        if "oracle_mask" in methods and oracle_inputs is not None:
-            masks["oracle_mask"] = oracle_mask(
-                task, *oracle_inputs, horizon, num_skills, settings.oracle_tolerance
-            )
+        if any(METHODS[m].mask == "oracle" for m in methods) and oracle_inputs is not None:
+            masks["oracle"] = oracle_mask(task, *oracle_inputs, horizon, num_skills, settings.oracle_tolerance)
         venv = make_vector_env(task, min(settings.n_envs, episodes), observation or settings.observation)
         variant_results: dict[str, Any] = {}
         try:
             for method in methods:
-                if method == "bc":
-                    controller: Any = PolicyController(models.bc.act)
-                    mask_size = None
-                elif method == "mstt_dds":
-                    assert models.dds_skills is not None
-                    controller = SkillExecutorController(
-                        partial(planners["learned"].plan, anchors=anchors), masks[method],
-                        models.dds_skills.to(device), settings.seed,
-                    )  # fmt: skip
-                    mask_size = int(masks[method].sum())
-                else:
-                    planner = planners["constant" if method == "mask_only" else "learned"]
-                    # The demo's windows refine only the masks that come from the demo (planner.match_radius).
-                    plan = partial(planner.plan, anchors=anchors if method in DEMO_MASK_METHODS else None)
-                    controller = PlanController(
-                        task, plan, masks[method], replan_every, device, settings.replan_after_fallback
-                    )
-                    mask_size = int(masks[method].sum())
+                spec = METHODS[method]
+                method_mask = masks.get(spec.mask)
+                mask_size = None if method_mask is None else int(method_mask.sum())
+                controller = _controller(
+                    spec, task, models, planners, method_mask, anchors, demo, venv, replan_every, device, settings
+                )
                 draw = figures is not None and method == FIGURE_METHOD and hasattr(task, "layout")
                 outcomes = rollout(
                     task, venv, controller, episodes, settings.seed, progress, desc=f"{variant}/{method}",
@@ -177,8 +179,8 @@ def evaluate_transfer(
                     )
         finally:
             venv.close()
-        if "oracle_mask" in masks:
-            oracle = masks["oracle_mask"]
+        if "oracle" in masks:
+            oracle = masks["oracle"]
             # Precision: share of the demo's tokens that the true walls allow (1 - leakage).
             report_extra = {"demo_tokens_feasible_share": float((mask & oracle).sum() / max(1, int(mask.sum())))}
         else:
@@ -190,6 +192,7 @@ def evaluate_transfer(
             "tokens_active": report.tokens_active,
             "in_distribution_share": report.in_distribution_share,
             "flagged": report.flagged,
+            "warnings": list(warnings),
         }
         results[variant] = variant_results
     output = {
@@ -197,6 +200,7 @@ def evaluate_transfer(
         "config": str(experiment.path),
         "episodes": episodes,
         "observation": observation or settings.observation,
+        "corruption": None if corruption is None else str(corruption),
         "variants": results,
         "demos": demos,
     }
@@ -207,13 +211,34 @@ def evaluate_transfer(
     return output
 
 
-def check_demo(demo: Demo, task: Any, name: str) -> None:
-    """Refuse a demo of another task or map, of the wrong dimension, or with points where no agent can be."""
+def _controller(
+    spec: EvalMethod, task: Task, models: Any, planners: dict[str, Any], mask: torch.Tensor | None, anchors: Any,
+    demo: Demo, venv: Any, replan_every: int, device: torch.device, settings: Any,
+) -> Any:  # fmt: skip
+    """The controller that runs one method of the table in one variant."""
+    if spec.controller == "policy":
+        return PolicyController(models.bc.act)
+    if spec.controller == "demo_route":
+        return DemoTracker(task, demo.positions, venv.single_action_space.shape[0], task.config.reversible)
+    assert mask is not None
+    # The demo's windows refine only the masks that come from the demo (planner.match_radius).
+    plan = partial(planners[spec.critic].plan, anchors=anchors if spec.demo_windows else None)
+    if spec.controller == "dds_executor":
+        assert models.dds_skills is not None
+        return SkillExecutorController(plan, mask, models.dds_skills.to(device), settings.seed)
+    return PlanController(task, plan, mask, replan_every, device, settings.replan_after_fallback)
+
+
+def check_demo(demo: Demo, task: Any, name: str) -> tuple[str, ...]:
+    """Refuse a demo of another task, map or world, of the wrong dimension, with points where no agent can be, or
+    whose path passes through what the variant forbids or across a wall into another corridor (``task.check_path``).
+    Returns the warnings of an accepted path (corners it clips, zone edges it grazes)."""
     config = task.config
-    if (demo.task, demo.name) != (config.task, config.name):
+    world = config.world or config.variant
+    if (demo.task, demo.name, demo.variant) != (config.task, config.name, world):
         raise ValueError(
-            f"demo {name} is a demo of the {demo.task} task '{demo.name}', but the target is the {config.task} task "
-            f"'{config.name}' (variant {config.variant})"
+            f"demo {name} is a demo of the {demo.task} task '{demo.name}', variant '{demo.variant}', but the target is "
+            f"the {config.task} task '{config.name}' in world '{world}' (variant {config.variant})"
         )
     points = np.asarray(demo.positions, dtype=float)
     if points.shape[1] != task.pos_dim:
@@ -225,22 +250,24 @@ def check_demo(demo: Demo, task: Any, name: str) -> None:
             f"demo {name}: {int(outside.sum())} of {len(points)} points lie where no agent can be (off the map, in a "
             f"wall or off the workspace), the first is point {first} = {points[first].round(3).tolist()}"
         )
+    check = task.check_path(points, demo.breaks)
+    if check.refusal is not None:
+        raise ValueError(f"demo {name}: {check.refusal}")
+    return check.warnings
 
 
 DEMO_INSTRUCTION = "go to the red ball"
 """What a perception backend is asked when `mstt eval --demo-source` reads the demos off the pictures."""
 
 
-def demo_mask(demo: Demo, models: Any, config: Any) -> tuple[torch.Tensor, Any]:
-    """(L,) bool mask on the CPU and the mask report of one demo, as every command reads a demo."""
-    mask, report = infer_mask(
-        demo.positions,
-        models.tokenizer,
-        config,
-        step_length=models.stats.step_length,
-        timestamps=None if demo.timestamps is None else np.asarray(demo.timestamps),
-        dt=None if demo.timestamps is None else models.stats.dt,
-    )
+def demo_mask(demo: Demo, models: Any, config: Any, reversible: bool = False) -> tuple[torch.Tensor, Any]:
+    """(L,) bool mask on the CPU and the mask report of one demo, as every command reads a demo: each unbroken piece
+    of its route, and for ``reversible`` motions each piece walked backwards too (the corridor a demo shows is open
+    both ways)."""
+    pieces = demo.pieces()
+    if reversible:
+        pieces += demo.reversed().pieces()
+    mask, report = infer_route_mask(pieces, models.tokenizer, config, models.stats.step_length, models.stats.dt)
     return mask.cpu(), report
 
 

@@ -185,6 +185,60 @@ def infer_mask(
     return mask, report
 
 
+def infer_route_mask(
+    paths: list[tuple[np.ndarray, np.ndarray | None]],
+    tokenizer: SkillTokenizer,
+    config: MaskInferenceConfig,
+    step_length: float,
+    dt: float | None = None,
+) -> tuple[SkillMask, MaskReport]:
+    """The skill mask of a demo given as several paths: the pieces of a route with gaps, and (for reversible motions)
+    the route walked backwards. Each path goes through ``infer_mask``; the mask is the union and the report pools
+    the windows. A piece too short for one window is skipped, unless every piece is.
+
+    Args:
+        paths: (K_i, P) positions with (K_i,) timestamps or None, one pair per path.
+        tokenizer, config, step_length, dt: as in ``infer_mask``.
+    """
+    results: list[tuple[SkillMask, MaskReport]] = []
+    errors: list[str] = []
+    for points, timestamps in paths:
+        try:
+            results.append(
+                infer_mask(points, tokenizer, config, step_length, timestamps, dt if timestamps is not None else None)
+            )
+        except ValueError as err:
+            errors.append(str(err))
+    if not results:
+        raise ValueError(errors[0] if errors else "no demo path given")
+    if len(results) == 1:
+        return results[0]
+    mask = torch.stack([m for m, _ in results]).any(dim=0)
+    reports = [r for _, r in results]
+    windows = sum(r.windows for r in reports)
+    share = float(sum(r.in_distribution_share * r.windows for r in reports) / max(1, windows))
+    flagged = any(r.flagged for r in reports) or share < IN_DISTRIBUTION_FLAG_SHARE
+    message = (
+        f"{int(mask.sum())} tokens from {windows} windows of {len(reports)} paths (pieces of the route, and the "
+        f"route reversed where motions reverse); {share:.0%} in distribution"
+    )
+    if flagged:
+        message = "; ".join(r.message for r in reports if r.flagged) or message
+    report = MaskReport(
+        tokens_active=int(mask.sum()),
+        windows=windows,
+        augmented_windows=sum(r.augmented_windows for r in reports),
+        in_distribution_share=share,
+        flagged=flagged,
+        message=message,
+        demo_windows=DemoWindows(
+            windows=torch.cat([r.demo_windows.windows for r in reports]),
+            tokens=torch.cat([r.demo_windows.tokens for r in reports]),
+        ),
+    )
+    return mask, report
+
+
 def bernoulli_masks(batch: int, L: int, keep_prob: float, generator: torch.Generator) -> torch.Tensor:
     """(B, L) masks with each token kept independently with ``keep_prob``, on ``generator``'s device.
 

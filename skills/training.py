@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -21,6 +22,10 @@ from accelerate import Accelerator
 from tqdm import tqdm
 
 LOOP_STATE_NAME = "loop.json"
+
+
+class DamagedCheckpointError(ValueError):
+    """A resumable training checkpoint cannot be read back (a truncated or half-copied file)."""
 
 
 class Stateful(Protocol):
@@ -122,11 +127,30 @@ def _save(directory: Path, accelerator: Accelerator, objects: Mapping[str, State
         shutil.rmtree(staging, ignore_errors=True)
 
 
+_UNREADABLE = (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError)
+"""What torch and accelerate raise on a file they cannot read back."""
+REASON_CHARS = 200
+"""A damaged checkpoint's message quotes at most this much of the loader's own error."""
+
+
+def _read_checkpoint(directory: Path, part: str, read: Callable[[], Any]) -> Any:
+    """``read()`` the ``part`` of a checkpoint. A checkpoint is swapped in whole (see _save), so one that cannot be
+    read was damaged afterwards (a truncated copy, a full disk): say which, and how to start the stage again."""
+    try:
+        return read()
+    except _UNREADABLE as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise DamagedCheckpointError(
+            f"{directory / part}: damaged training checkpoint ({reason[:REASON_CHARS]}); delete {directory} to "
+            "restart this stage from its first step"
+        ) from None
+
+
 def _load(directory: Path, accelerator: Accelerator, objects: Mapping[str, Stateful]) -> None:
     import torch
 
-    accelerator.load_state(str(directory / "accelerate"))
-    saved = torch.load(directory / "objects.pt", weights_only=False)
+    _read_checkpoint(directory, "accelerate", lambda: accelerator.load_state(str(directory / "accelerate")))
+    saved = _read_checkpoint(directory, "objects.pt", lambda: torch.load(directory / "objects.pt", weights_only=False))
     missing = set(objects) - set(saved)
     if missing:
         raise ValueError(f"{directory}: checkpoint lacks training state {sorted(missing)}")

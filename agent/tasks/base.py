@@ -72,12 +72,37 @@ class EpisodeRecorder:
         )
 
 
+@dataclass(frozen=True)
+class PathCheck:
+    """How a demo's path fits a variant's geometry, segment by segment (the straight line between two points)."""
+
+    refusal: str | None = None
+    """Why the path cannot be a route of this variant (through a blocked cell or a zone, across a wall into another
+    corridor), naming the first offending segment in world and cell coordinates; None when it can be."""
+    warnings: tuple[str, ...] = ()
+    """Where an accepted path clips a wall corner or grazes a zone, and by how much."""
+
+
+SEGMENT_RESOLUTION = 0.02
+"""Distance (world units) between the samples a path check takes along each demo segment: finer than the maze
+agent's radius (0.1) and the Fetch zones' thinnest side (4 cm)."""
+
+
+def segment_samples(a: np.ndarray, b: np.ndarray, resolution: float = SEGMENT_RESOLUTION) -> np.ndarray:
+    """(n, P) points from a to b inclusive, at most ``resolution`` apart."""
+    n = max(2, int(np.ceil(np.linalg.norm(b - a) / resolution)) + 1)
+    return a + np.linspace(0.0, 1.0, n)[:, None] * (b - a)
+
+
 class Task(Protocol):
     """A task variant: builds its env, generates source data and scripted demos, renders."""
 
     config: Any
     pos_dim: int
     """Dimension of the positions a demo carries (2 for the maze, 3 for Fetch)."""
+    source_data_fields: tuple[str, ...]
+    """Config fields besides the ``dataset`` section that shape the source data (the map, a pinned goal): a
+    collected dataset records them, and loading it for a config that differs in one is refused (agent/data.py)."""
 
     @property
     def dataset_id(self) -> str: ...
@@ -130,6 +155,18 @@ class Task(Protocol):
         """(..., P) positions -> (...) bool: where no agent can be (off the map, inside a wall, off the workspace);
         a demo with such points is refused."""
         ...
+
+    def check_path(self, points: np.ndarray, breaks: list[int]) -> PathCheck:
+        """Check the segments of a (K, P) demo path (except those across ``breaks``) against this variant's walls,
+        blocked cells and zones, with the variant's ``demo_clip_depth`` as the tolerance for clipped corners."""
+        ...
+
+    follow_lookahead: float
+    """How far ahead along a path (world units) a path follower aims: the demo_tracker baseline."""
+
+    demo_scale: float
+    """The world's natural unit of a route (a maze cell; a few centimetres on the Fetch table): demo corruptions
+    are sized in it."""
 
     def track(self, obs: np.ndarray, next_state: np.ndarray, plan_action: np.ndarray) -> np.ndarray:
         """Low-level tracking of a planned sub-trajectory: (E, S) current observations, (E, S) the

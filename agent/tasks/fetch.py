@@ -16,9 +16,9 @@ import numpy as np
 
 from gymnasium_robotics.envs.fetch.fetch_env import DEFAULT_CAMERA_CONFIG
 
-from agent.config import FETCH_WORKSPACE_HIGH, FETCH_WORKSPACE_LOW, FetchConfig, Zone
+from agent.config import FETCH_WORKSPACE_HIGH, FETCH_WORKSPACE_LOW, ConfigError, FetchConfig, Zone, config_file
 from agent.demo import Demo
-from agent.tasks.base import Episode, EpisodeRecorder
+from agent.tasks.base import Episode, EpisodeRecorder, PathCheck, segment_samples
 from agent.tasks.camera import FreeCamera
 
 gym.register_envs(gymnasium_robotics)
@@ -48,6 +48,14 @@ ACTION_STEP = 0.033
 """Metres the gripper moves in one control step per unit of action, on every axis: FetchReach scales an action by
 0.05 into its mocap target and the arm covers about two thirds of that within the step, with no carry-over into the
 next one (checked in the tests). The plan tracker inverts it."""
+
+
+FOLLOW_LOOKAHEAD = ACTION_STEP
+"""A path follower on the table aims one full-speed step ahead along the path."""
+DEMO_SCALE = 0.05
+"""Fetch's unit of a route (metres): about the distance the gripper covers in two steps at full speed."""
+SEGMENT_RESOLUTION_FETCH = 0.002
+"""Samples along a Fetch demo segment (metres): the clip tolerance is a centimetre."""
 
 
 def validate_fetch_config(config: FetchConfig) -> None:
@@ -141,6 +149,7 @@ class FetchTask:
     """A FetchReach-v4 variant with forbidden zones."""
 
     pos_dim = 3
+    source_data_fields = ("env_id", "goal", "episode_steps")  # zones only report, they do not change the data
 
     def __init__(self, config: FetchConfig) -> None:
         self.config = config
@@ -205,6 +214,34 @@ class FetchTask:
         positions = np.asarray(positions, dtype=float)
         return ~np.all((positions >= FETCH_WORKSPACE_LOW) & (positions <= FETCH_WORKSPACE_HIGH), axis=-1)
 
+    follow_lookahead = FOLLOW_LOOKAHEAD
+    demo_scale = DEMO_SCALE
+
+    def check_path(self, points: np.ndarray, breaks: list[int]) -> PathCheck:
+        """Refuse a segment that enters a zone deeper than ``demo_clip_depth`` (the distance to the zone's nearest
+        face); accept a shallower graze with a warning."""
+        points = np.asarray(points, dtype=float)
+        limit = self.config.demo_clip_depth
+        warnings: list[str] = []
+        for i in range(1, len(points)):
+            if i in breaks:
+                continue
+            samples = segment_samples(points[i - 1], points[i], SEGMENT_RESOLUTION_FETCH)
+            where = f"segment {i - 1}->{i} from {points[i - 1].round(3).tolist()} to {points[i].round(3).tolist()}"
+            for z, zone in enumerate(self.config.zones):
+                low, high = np.asarray(zone.low), np.asarray(zone.high)
+                inside = np.all((samples >= low) & (samples <= high), axis=1)
+                if not inside.any():
+                    continue
+                depth = float(np.minimum(samples[inside] - low, high - samples[inside]).min(axis=1).max())
+                if depth > limit:
+                    return PathCheck(
+                        refusal=f"{where} passes {100 * depth:.1f} cm deep through zone {z} "
+                        f"{list(zone.low)}..{list(zone.high)} (demo_clip_depth {limit} m)"
+                    )
+                warnings.append(f"{where} grazes zone {z} by {100 * depth:.1f} cm")
+        return PathCheck(warnings=tuple(warnings))
+
     def track(self, obs: np.ndarray, next_state: np.ndarray, plan_action: np.ndarray) -> np.ndarray:
         """One step to the plan's next gripper position (the arm has no lag to feed forward, so the inverse of
         ACTION_STEP puts it there within a few mm); the gripper fingers take the plan's own action.
@@ -266,14 +303,21 @@ class FetchTask:
                 obs, _, _, _, info = env.step(expert.act(obs["achieved_goal"]))
                 points.append(obs["achieved_goal"].tolist())
                 if info["failed"]:
-                    raise RuntimeError(f"the scripted demo of '{self.config.variant}' entered a zone")
+                    raise ConfigError(
+                        f"{config_file(self.config)}: field 'zones' = {[z.model_dump() for z in self.config.zones]}: "
+                        f"the scripted demo of '{self.config.variant}' entered a zone on its way over them; give the "
+                        "variant a demo file (demos: in the experiment config) instead"
+                    )
                 if np.linalg.norm(obs["achieved_goal"] - goal) < DEMO_GOAL_DISTANCE:
                     for _ in range(DEMO_HOLD_STEPS):  # the demonstrator stays at the goal, as an agent must
                         obs, _, _, _, info = env.step(expert.act(obs["achieved_goal"]))
                         points.append(obs["achieved_goal"].tolist())
                     break
             else:
-                raise RuntimeError(f"the scripted demo of '{self.config.variant}' missed the goal")
+                raise ConfigError(
+                    f"{config_file(self.config)}: field 'episode_steps' = {self.config.episode_steps}: the scripted "
+                    f"demo of '{self.config.variant}' did not reach the goal within that many steps; raise it"
+                )
         finally:
             env.close()
         return Demo(

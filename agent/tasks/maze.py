@@ -17,9 +17,9 @@ import gymnasium_robotics
 import numpy as np
 from gymnasium_robotics.envs.maze import maps
 
-from agent.config import FREE, GOAL, MAZE_CHARS, START, WALL, MazeConfig
+from agent.config import FREE, GOAL, MAZE_CHARS, START, WALL, ConfigError, MazeConfig, config_file
 from agent.demo import Demo
-from agent.tasks.base import Episode, EpisodeRecorder
+from agent.tasks.base import Episode, EpisodeRecorder, PathCheck, segment_samples
 from agent.tasks.camera import FreeCamera
 
 gym.register_envs(gymnasium_robotics)
@@ -38,6 +38,9 @@ AGENT_RADIUS = 0.1
 """Radius of the point agent's collision sphere (point.xml)."""
 CONTACT_SLACK = 0.05
 """Extra distance within which the agent counts as touching a blocked cell's wall box."""
+FOLLOW_LOOKAHEAD = 0.5
+"""A path follower in the maze aims half a cell ahead along the path: closer targets slow the PD law down, farther
+ones cut corners into walls."""
 CAMERA_MARGIN = 0.5
 """World units of floor shown around the maze in the top-down frame."""
 ENV_ID = "PointMaze_UMaze-v3"
@@ -198,6 +201,7 @@ class MazeTask:
     """A maze variant on PointMaze-v3."""
 
     pos_dim = 2
+    source_data_fields = ("rows", "builtin", "blocked")  # starts and goals of the data stream are random
 
     def __init__(self, config: MazeConfig) -> None:
         self.config = config
@@ -317,6 +321,66 @@ class MazeTask:
         cols = np.floor(positions[..., 0] + self.layout.n_cols / 2).astype(int).clip(0, self.layout.n_cols - 1)
         return ~self._route_cells[rows, cols]
 
+    follow_lookahead = FOLLOW_LOOKAHEAD
+    demo_scale = 1.0  # one cell
+
+    def check_path(self, points: np.ndarray, breaks: list[int]) -> PathCheck:
+        """Refuse a segment that leaves the map, passes through a blocked cell or a wall deeper than
+        ``demo_clip_depth``, or crosses a wall between free cells that are not next to each other in the maze (two
+        cells whose shortest route is longer than their row + column distance: another corridor). Shallower cuts
+        through wall corners between neighbouring free cells are accepted with a warning."""
+        layout, limit = self.layout, self.config.demo_clip_depth
+        points = np.asarray(points, dtype=float)
+        warnings: list[str] = []
+        for i in range(1, len(points)):
+            if i in breaks:
+                continue
+            samples = segment_samples(points[i - 1], points[i])
+            cells = [layout.xy_to_cell(p) for p in samples]
+            where = f"segment {i - 1}->{i} from {points[i - 1].round(2).tolist()} to {points[i].round(2).tolist()}"
+            off = [c for c in cells if not layout.in_bounds(c)]
+            if off:
+                return PathCheck(refusal=f"{where} leaves the map at cell {list(off[0])}")
+            inside = [(c, self._wall_depth(p, c)) for p, c in zip(samples, cells) if layout.walls[c]]
+            blocked = [(c, d) for c, d in inside if c in layout.blocked and d > limit]
+            if blocked:
+                cell, depth = max(blocked, key=lambda item: item[1])
+                return PathCheck(
+                    refusal=f"{where} passes {depth:.2f} deep through blocked cell {list(cell)} (demo_clip_depth {limit})"
+                )
+            free = [c for c in cells if not layout.walls[c]]
+            visited = [c for k, c in enumerate(free) if k == 0 or c != free[k - 1]]
+            for a, b in zip(visited[:-1], visited[1:]):
+                steps = int(layout.distances_to(b)[a])
+                if steps < 0 or steps > abs(a[0] - b[0]) + abs(a[1] - b[1]):
+                    return PathCheck(
+                        refusal=f"{where} crosses a wall from cell {list(a)} into cell {list(b)}, "
+                        f"{'unreachable' if steps < 0 else f'{steps} cells away'} along the maze"
+                    )
+            if not inside:
+                continue
+            cell, depth = max(inside, key=lambda item: item[1])
+            kind = "blocked cell" if cell in layout.blocked else "wall cell"
+            if depth > limit:
+                return PathCheck(
+                    refusal=f"{where} passes {depth:.2f} deep through {kind} {list(cell)} (demo_clip_depth {limit})"
+                )
+            warnings.append(f"{where} clips {kind} {list(cell)} by {depth:.2f}")
+        return PathCheck(warnings=tuple(warnings))
+
+    def _wall_depth(self, xy: np.ndarray, cell: Cell) -> float:
+        """Distance from a point inside wall cell ``cell`` to the nearest free cell (0.5 or more: no free neighbour)."""
+        layout, best = self.layout, 0.5
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                other = (cell[0] + dr, cell[1] + dc)
+                if (dr, dc) == (0, 0) or not layout.in_bounds(other) or layout.walls[other]:
+                    continue
+                centre = layout.cell_to_xy(other)
+                gap = np.maximum(np.abs(xy - centre) - 0.5, 0.0)
+                best = min(best, float(np.linalg.norm(gap)))
+        return best
+
     def track(self, obs: np.ndarray, next_state: np.ndarray, plan_action: np.ndarray) -> np.ndarray:
         """PD towards the plan's next position with its velocity fed forward. The plain PD law lags
         the plan by ~0.45 units and, replanning from the lagging state, halves the agent's speed."""
@@ -380,9 +444,9 @@ class MazeTask:
                 if info["success"]:
                     break
             else:
-                raise RuntimeError(
-                    f"the scripted expert did not reach the goal of '{self.config.variant}' "
-                    f"within {self.config.episode_steps} steps"
+                raise ConfigError(
+                    f"{config_file(self.config)}: field 'episode_steps' = {self.config.episode_steps}: the scripted "
+                    f"expert did not reach the goal of '{self.config.variant}' within that many steps; raise it"
                 )
         finally:
             env.close()

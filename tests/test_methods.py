@@ -1,0 +1,70 @@
+"""Every method of the eval table (agent/methods.py) runs through `mstt eval` on the tiny config, and the table is
+what eval accepts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.methods import DEFAULT_METHODS, METHODS
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """configs/maze/tiny.yaml trained into a run folder, with a 40-step T1 so every method evaluates in seconds."""
+    root = tmp_path_factory.mktemp("methods")
+    short_t1 = root / "t1_short.yaml"
+    short_t1.write_text(f"extends: {CONFIGS / 'maze/t1.yaml'}\nepisode_steps: 40\n")
+    experiment = root / "exp.yaml"
+    experiment.write_text(
+        f"extends: {CONFIGS / 'maze/tiny.yaml'}\nsource: {CONFIGS / 'maze/source.yaml'}\ntargets: [{short_t1}]\n"
+        f"demos: {{t1: {CONFIGS / 'demos/maze_t1.json'}}}\ndata: {{root: {root / 'data'}, transitions: 3000}}\n"
+    )
+    run = root / "run"
+    assert main(["train", str(experiment), "--run", str(run), "--device", "cpu", "--quiet"]) == 0
+    return experiment, run
+
+
+def test_every_registered_method_evaluates(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
+    experiment, run = tiny_run
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(experiment), "--run", str(run), "--episodes", "1", "--json", str(out),
+                 "--methods", *METHODS, "--quiet"]) == 0  # fmt: skip
+    results = json.loads(out.read_text())["variants"]["t1"]
+    assert list(results) == list(METHODS)
+    for name, metrics in results.items():
+        planned = METHODS[name].mask != "none"
+        assert (metrics["mask_size"] is not None) == planned, name
+        assert (metrics["fallback_rate"] is not None) == planned, name
+    assert results["mask_only"]["mask_size"] == results["mstt"]["mask_size"]
+
+
+def test_a_corrupted_demo_is_checked_and_recorded(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
+    experiment, run = tiny_run
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(experiment), "--run", str(run), "--episodes", "1", "--json", str(out),
+                 "--methods", "demo_tracker", "--corrupt", "corner_cut=3", "--quiet"]) == 0  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["corruption"] == "corner_cut=3"
+    assert any("clips wall cell" in w for w in result["demos"]["t1"]["warnings"])
+    # a corruption the acceptance check refuses is reported as such; nothing runs on it
+    assert main(["eval", str(experiment), "--run", str(run), "--episodes", "1", "--json", str(out),
+                 "--methods", "demo_tracker", "--corrupt", "calibration=0.1", "--quiet"]) == 0  # fmt: skip
+    result = json.loads(out.read_text())
+    assert "lie where no agent can be" in result["demos"]["t1"]["refused"] and result["variants"]["t1"] == {}
+
+
+def test_unknown_methods_are_refused_with_the_table(tiny_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    experiment, run = tiny_run
+    assert main(["eval", str(experiment), "--run", str(run), "--methods", "foo", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown method(s) ['foo']" in err and "demo_tracker" in err
+
+
+def test_default_methods_need_no_optional_stage() -> None:
+    assert "mstt_dds" not in DEFAULT_METHODS and "demo_tracker" in DEFAULT_METHODS
