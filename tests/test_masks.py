@@ -15,6 +15,7 @@ from skills.masks import (
     MaskInferenceConfig,
     bernoulli_masks,
     infer_mask,
+    infer_route_mask,
     segment_masks,
     token_sequence,
 )
@@ -70,6 +71,24 @@ def test_demo_along_one_route_masks_that_route(corridors, augment: bool) -> None
     for other in (1, 2):
         leaked = mask[torch.as_tensor(middle_tokens(model, episodes, routes, other))].float().mean()
         assert leaked <= 0.05, f"demo mask admits {leaked:.0%} of route {other}'s windows"
+
+
+def test_a_route_mask_is_the_union_of_its_paths(corridors) -> None:
+    """A demo read as several paths (pieces of a gapped route, the route reversed): the union of their masks, every
+    path's windows kept for the demo match, and a piece too short for a window skipped."""
+    model, _, _ = corridors
+    config = MaskInferenceConfig(augment=False)
+    forward = route_polyline(0)
+    backward = forward[::-1].copy()
+    alone, _ = infer_mask(forward, model, config, step_length=STEP)
+    back, _ = infer_mask(backward, model, config, step_length=STEP)
+    too_short = forward[:1].repeat(2, axis=0) + np.array([[0.0, 0.0], [STEP, 0.0]])
+    both, report = infer_route_mask([(forward, None), (backward, None), (too_short, None)], model, config, STEP)
+    assert torch.equal(both, alone | back) and not torch.equal(back, alone)
+    assert report.windows == 2 * len(position_windows(resample_path(forward, STEP), HORIZON, 1))
+    assert set(report.demo_windows.tokens.tolist()) == set(torch.nonzero(both).flatten().tolist())
+    with pytest.raises(ValueError, match="too short"):
+        infer_route_mask([(too_short, None)], model, config, STEP)
 
 
 def test_augmentation_only_adds_tokens(corridors) -> None:

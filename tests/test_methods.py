@@ -68,3 +68,15 @@ def test_unknown_methods_are_refused_with_the_table(tiny_run: tuple[Path, Path],
 
 def test_default_methods_need_no_optional_stage() -> None:
     assert "mstt_dds" not in DEFAULT_METHODS and "demo_tracker" in DEFAULT_METHODS
+
+
+def test_the_agent_loop_runs_a_method_of_the_table_on_a_given_demo(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
+    experiment, run = tiny_run
+    demo_file = CONFIGS / "demos/maze_t1.json"
+    out = tmp_path / "agent"
+    assert main(["run", "go to the goal", "--config", str(experiment), "--run", str(run), "--policy", "demo_tracker",
+                 "--demo", str(demo_file), "--out", str(out)]) == 0  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    assert report["policy"] == "demo_tracker" and report["perception"] == "demo file"
+    assert json.loads((out / "demo.json").read_text())["points"] == json.loads(demo_file.read_text())["points"]
+    assert not report["failed"] and (out / "episode.gif").exists()
