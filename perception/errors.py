@@ -1,11 +1,14 @@
 """The two ways perception fails: the picture or sentence could not be read (PerceptionError), or the
 model behind a backend could not be used at all (BackendError: bad key, unknown model, unreachable server).
+Both scrub any API key a backend holds from their messages (perception.secrets), whoever wrote them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+
+from perception.secrets import scrub
 
 
 class PerceptionError(ValueError):
@@ -15,7 +18,8 @@ class PerceptionError(ValueError):
     """
 
     def __init__(self, message: str, reasons: Sequence[str] = ()) -> None:
-        self.reasons = list(reasons)
+        self.reasons = [scrub(reason) for reason in reasons]
+        message = scrub(message)
         if self.reasons:
             message = message + "\n" + "\n".join(f"  - {reason}" for reason in self.reasons)
         super().__init__(message)
@@ -28,7 +32,7 @@ class GoalParseError(PerceptionError):
     """
 
     def __init__(self, message: str, understood: Sequence[str] = (), reasons: Sequence[str] = ()) -> None:
-        self.understood = list(understood)
+        self.understood = [scrub(part) for part in understood]
         heard = "; ".join(self.understood) if self.understood else "nothing"
         super().__init__(f"{message} (understood: {heard})", reasons)
 
@@ -38,6 +42,9 @@ class BackendError(RuntimeError):
 
     Messages never contain an API key.
     """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(scrub(message))
 
 
 def check_field(config: str, condition: bool, name: str, value: object, requirement: str) -> None:

@@ -28,6 +28,9 @@ from perception.validation import ENDPOINT_TOLERANCE, route_problems
 Frame = Literal["pixel", "normalized"]
 FRAMES: tuple[str, ...] = Frame.__args__
 DEFAULT_MAX_REPROMPTS = 2
+MAX_ROUTE_POINTS = 100
+"""Most points a route may have: a maze route visits ~30 cells. Every segment is sampled along its length
+when it is checked, so a longer answer is refused by the schema before it costs seconds to check."""
 
 
 class RouteAnswer(BaseModel):
@@ -36,7 +39,9 @@ class RouteAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     points: list[tuple[float, float]] = Field(
-        min_length=2, description="the route from the agent to the target, in order, as [u, v] or [x, y] pairs"
+        min_length=2,
+        max_length=MAX_ROUTE_POINTS,
+        description="the route from the agent to the target, in order, as [u, v] or [x, y] pairs",
     )
     frame: Frame = Field(
         description="'pixel': [u, v] pixels from the top-left corner; 'normalized': fractions of width and height"
