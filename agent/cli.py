@@ -16,7 +16,7 @@ from typing import Literal
 # Offscreen rendering: MuJoCo must pick its GL backend before it is first imported.
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from agent.config import ConfigError, check_device, load_config  # noqa: E402
+from agent.config import ConfigError, Override, check_device, command_line_overrides, load_config  # noqa: E402
 from agent.io import UnwritablePathError, check_writable  # noqa: E402
 from perception.errors import BackendError  # noqa: E402
 
@@ -54,6 +54,22 @@ def _collect(args: argparse.Namespace) -> None:
     print(summary)
 
 
+def _add_override_options(p: argparse.ArgumentParser, trained: bool) -> None:
+    """--seed, --set and --ablation of a command that loads an experiment config (agent/config.py: Override)."""
+    also = ": the run folder must have been trained with it (episodes are seeded by eval.seed)" if trained else ""
+    p.add_argument("--seed", type=int, help=f"the experiment's top-level training seed (default: the config's){also}")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="change one config field, validated like the file; VALUE is YAML, e.g. --set planner.match_radius=0.1, "
+        "--set eval.methods=[mstt,bc] (repeatable; applied after --ablation and --seed)",
+    )  # fmt: skip
+    p.add_argument("--ablation", help="apply a named override set of the ablations.yaml beside the config")
+
+
+def _overrides(args: argparse.Namespace) -> list[Override]:
+    return command_line_overrides(args.config, args.seed, args.set, args.ablation)
+
+
 def _experiment_kind(path: str) -> str:
     """The config's `experiment:` field ('mstt' transfer or 'offline' RL), `extends:` resolved."""
     from agent.config import _read_yaml
@@ -68,13 +84,13 @@ def _train(args: argparse.Namespace) -> None:
     if _experiment_kind(args.config) == "offline":
         from agent.offline import load_offline_experiment, train_offline
 
-        offline = load_offline_experiment(args.config)
+        offline = load_offline_experiment(args.config, _overrides(args))
         if args.device is not None:
             offline = offline.with_device(args.device)
         train_offline(offline, args.run, progress=not args.quiet)
         print(f"trained every method of {args.config} into {args.run}")
         return
-    experiment = load_experiment(args.config)
+    experiment = load_experiment(args.config, _overrides(args))
     if args.device is not None:
         experiment = experiment.with_device(args.device)
     train(experiment, args.run, progress=not args.quiet)
@@ -88,14 +104,13 @@ def _eval(args: argparse.Namespace) -> None:
     _check_output(args.json, "--json", "file")
     _check_output(args.figures, "--figures", "folder")
     if _experiment_kind(args.config) == "offline":
-        args.decoder = None
         _offline(args)
         return
     from agent.corruptions import parse_corruption
 
     corruption = parse_corruption(args.corrupt) if args.corrupt else None
     evaluate_transfer(
-        load_experiment(args.config), args.run, args.episodes, args.json, args.demo, args.methods,
+        load_experiment(args.config, _overrides(args)), args.run, args.episodes, args.json, args.demo, args.methods,
         progress=not args.quiet, figures=args.figures, observation=args.observation, demo_source=args.demo_source,
         device=args.device, corruption=corruption,
     )  # fmt: skip
@@ -107,9 +122,7 @@ def _offline(args: argparse.Namespace) -> None:
     from agent.offline import evaluate_offline, load_offline_experiment
 
     _check_output(args.json, "--json", "file")
-    experiment = load_offline_experiment(args.config)
-    if args.decoder is not None:
-        experiment = experiment.with_decoder(args.decoder)
+    experiment = load_offline_experiment(args.config, _overrides(args))
     result = evaluate_offline(experiment, args.run, args.episodes, args.json, args.methods, progress=not args.quiet)
     for method, metrics in result["methods"].items():
         lo, hi = metrics["success_ci95"]
@@ -128,9 +141,10 @@ def _run(args: argparse.Namespace) -> None:
     _check_output(args.out, "--out", "folder")
     # the one YAML reader: a missing file, a duplicate key or a non-UTF-8 file is named like in every config
     backend = _read_yaml(args.perception_config.resolve()) if args.perception_config else None
+    experiment = load_experiment(args.config, _overrides(args))
     report = run_instruction(
-        load_experiment(args.config), args.run, args.instruction, args.out, args.variant,
-        args.perception, backend, args.seed, policy=args.policy, demo_file=args.demo,
+        experiment, args.run, args.instruction, args.out, args.variant,
+        args.perception, backend, experiment.config.eval.seed, policy=args.policy, demo_file=args.demo,
     )  # fmt: skip
     outcome = "reached the goal" if report.success else "did not reach the goal"
     print(f"{outcome} ({report.goal}) in variant {report.variant}; "
@@ -197,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--device", type=_device_option, help="cpu, cuda, cuda:N or auto (default: the config's train.device)"
     )
+    _add_override_options(p, trained=False)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_train)
 
@@ -228,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="corrupt every variant's demo first (agent/corruptions.py: corner_cut, sparse, calibration, gap, detour, "
         "jitter, time_warp); a corrupted demo the acceptance check refuses is reported, not run",
     )
+    _add_override_options(p, trained=True)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_eval)
 
@@ -237,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, help="episodes per method (default: the config's)")
     p.add_argument("--json", type=Path, help="metrics JSON to write")
     p.add_argument("--methods", nargs="+", help="subset of dds, iql, bc")
-    p.add_argument("--decoder", choices=["diffusion", "mlp"], help="override the DDS action decoder (ablation; use a new --run)")
+    _add_override_options(p, trained=False)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_offline)
 
@@ -249,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--perception", default="geometric", choices=["geometric", "hf", "openai"])
     p.add_argument("--perception-config", type=Path, help="YAML with the backend's fields (model, base_url, ...)")
     p.add_argument("--out", type=Path, default=Path("out/run"), help="folder for demo, overlay, video, report")
-    p.add_argument("--seed", type=int, default=0)
+    _add_override_options(p, trained=True)
     p.add_argument(
         "--policy", default="mstt", choices=["mstt", "mask_only", "demo_tracker"],
         help="how the agent acts on the demo: MSTT's skills (default), the demo mask with a constant critic, or "
@@ -289,12 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=20)
     b.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     b.add_argument("--candidates", type=int, default=64, help="N, candidates per decision")
+    _add_override_options(b, trained=True)
     b.set_defaults(func=_bench_plan)
 
     b = bench.add_parser("tokens", help="route purity of skill tokens and demo-mask coverage/leakage per route")
     b.add_argument("config", help="the experiment config the run was trained with (targets = one open route each)")
     b.add_argument("--run", required=True, type=Path)
     b.add_argument("--episodes", type=int, help="source episodes to encode (default: all)")
+    _add_override_options(b, trained=True)
     b.set_defaults(func=_bench_tokens)
 
     p = sub.add_parser("theory", help="the tabular masked-Bellman check (the paper's Figure 3)")
@@ -322,10 +340,11 @@ def _bench_plan(args: argparse.Namespace) -> None:
 
     from agent.bench import planning_latency
     from agent.experiment import load_experiment
-    from agent.train import load_models
+    from agent.train import check_run_matches, load_models
 
     torch.set_num_threads(args.threads)
-    experiment = load_experiment(args.config)
+    experiment = load_experiment(args.config, _overrides(args))
+    check_run_matches(args.run, experiment)
     from dataclasses import replace
 
     from agent.demo import Demo
@@ -346,9 +365,11 @@ def _bench_tokens(args: argparse.Namespace) -> None:
 
     from agent.bench import token_routes
     from agent.experiment import load_experiment
-    from agent.train import load_models
+    from agent.train import check_run_matches, load_models
 
-    result = token_routes(load_experiment(args.config), load_models(args.run), args.episodes)
+    experiment = load_experiment(args.config, _overrides(args))
+    check_run_matches(args.run, experiment)
+    result = token_routes(experiment, load_models(args.run), args.episodes)
     print(json.dumps(result, indent=1))
 
 

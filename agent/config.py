@@ -1,11 +1,15 @@
 """Typed task-variant configs loaded from YAML, validated at load time.
 
 Every error names the file, the field and the offending value, so a user writing a new variant
-(a new maze, a new forbidden zone) can fix it without reading code.
+(a new maze, a new forbidden zone) can fix it without reading code. Command-line overrides (``--seed``, ``--set``,
+``--ablation``) change the YAML mapping before it is validated, so they are checked exactly like the file.
 """
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -179,10 +183,18 @@ _CONFIG_TYPES: dict[str, type[MazeConfig] | type[FetchConfig]] = {
 }
 
 
+class _Replace(dict):  # type: ignore[type-arg]
+    """A mapping tagged ``!replace`` in YAML: under `extends` (or an override) it replaces the inherited mapping
+    instead of merging into it, e.g. ``demos: !replace {t1: ../demos/maze_t1.json}`` for an experiment with fewer
+    targets than the one it extends."""
+
+
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, _Replace):
+            merged[key] = dict(value)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _deep_merge(merged[key], value)
         else:
             merged[key] = value
@@ -216,6 +228,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if first is not where:
                 raise _DuplicateKeyError(key, first, where)
         return super().construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(
+    "!replace", lambda loader, node: _Replace(loader.construct_mapping(node, deep=True))  # type: ignore[arg-type]
+)
 
 
 def referenced_file(owner: Path, field: str, value: Any) -> Path:
@@ -257,12 +274,121 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return data
 
 
-def _format_validation_error(path: Path, err: ValidationError) -> str:
-    """One line: the file, then every field that failed with its value and what is wrong with it."""
+ABLATIONS_FILE = "ablations.yaml"
+"""Named override sets of one config family, in a file beside its experiment configs (configs/maze/ablations.yaml):
+``ablations: {NAME: {description: ..., set: {planner.match_radius: null, ...}}}``."""
+
+
+@dataclass(frozen=True)
+class Override:
+    """One change to an experiment's YAML mapping, made after `extends` is resolved and before validation, like one
+    more `extends` child that gives only this field: a mapping value merges into the mapping there (unless tagged
+    ``!replace``), any other value replaces it."""
+
+    key: str
+    """Dotted field path, e.g. 'planner.match_radius'."""
+    value: Any
+    """The value, already read as YAML."""
+    origin: str
+    """The command-line words that asked for it ('--set planner.match_radius=0.1', '--ablation planner_token'):
+    errors and result files name it."""
+
+    def __post_init__(self) -> None:
+        if "" in self.key.split("."):
+            raise ConfigError(f"{self.origin}: {self.key!r} is not a dotted field path (e.g. planner.match_radius)")
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return tuple(self.key.split("."))
+
+
+def parse_set(text: str) -> Override:
+    """``KEY=VALUE`` as given to ``--set``; VALUE is read as YAML: 0.1, null, true, [mstt, bc], {score: token}."""
+    origin = f"--set {shlex.quote(text)}"
+    key, equals, raw = text.partition("=")
+    if not equals:
+        raise ConfigError(f"{origin}: expected KEY=VALUE, e.g. --set planner.match_radius=0.1")
+    try:
+        value = yaml.load(raw, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{origin}: the value is not valid YAML: {' '.join(str(err).split())}") from None
+    return Override(key.strip(), value, origin)
+
+
+class Ablation(_Strict):
+    """One named ablation: the fields it changes in the family's experiment configs."""
+
+    description: str
+    set: Annotated[dict[str, Any], Field(min_length=1)]
+    """Dotted field path -> value, as ``--set`` takes them."""
+
+
+class _AblationsFile(_Strict):
+    ablations: dict[str, Ablation]
+
+
+def load_ablations(path: str | Path) -> dict[str, Ablation]:
+    """Load and validate an ablations file (see ABLATIONS_FILE); ConfigError naming the file, field and value."""
+    path = Path(path).resolve()
+    try:
+        return _AblationsFile.model_validate(_read_yaml(path)).ablations
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(path, err)) from None
+
+
+def ablation_overrides(config: Path, name: str) -> list[Override]:
+    """The overrides of ablation ``name`` in the ablations file beside the experiment config ``config``."""
+    origin = f"--ablation {name}"
+    file = config.parent / ABLATIONS_FILE
+    if not file.is_file():
+        raise ConfigError(f"{origin}: {config} has no ablations file beside it ({file} not found)")
+    ablations = load_ablations(file)
+    if name not in ablations:
+        raise ConfigError(f"{origin}: not an ablation of {file}; choose one of {', '.join(sorted(ablations))}")
+    return [Override(key, value, origin) for key, value in ablations[name].set.items()]
+
+
+def command_line_overrides(
+    config: str | Path, seed: int | None = None, sets: Sequence[str] = (), ablation: str | None = None
+) -> list[Override]:
+    """The overrides of ``--ablation NAME``, ``--seed N`` (the experiment's top-level seed) and every
+    ``--set KEY=VALUE``, in that order, so a later one wins."""
+    overrides = ablation_overrides(Path(config).resolve(), ablation) if ablation is not None else []
+    if seed is not None:
+        overrides.append(Override("seed", seed, f"--seed {seed}"))
+    return overrides + [parse_set(text) for text in sets]
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[Override]) -> dict[str, Any]:
+    """``data`` (a YAML mapping, `extends` resolved) with every override applied in order."""
+    for override in overrides:
+        nested: Any = override.value
+        for part in reversed(override.path):
+            nested = {part: nested}
+        data = _deep_merge(data, nested)
+    return data
+
+
+def describe_overrides(overrides: Sequence[Override]) -> tuple[str, ...]:
+    """The command-line words of ``overrides``, each once, in order: what a result file records beside its config."""
+    return tuple(dict.fromkeys(override.origin for override in overrides))
+
+
+def _blame(loc: tuple[str, ...], overrides: Sequence[Override]) -> str:
+    """'ORIGIN: ' for the overrides that set the field at ``loc``, a section around it or a field inside it (every
+    override for a check across fields, whose loc is empty); '' when the file alone is to blame."""
+    origins = describe_overrides([o for o in overrides if not loc or loc[: len(o.path)] == o.path[: len(loc)]])
+    return " ".join(origins) + ": " if origins else ""
+
+
+def _format_validation_error(path: Path, err: ValidationError, overrides: Sequence[Override] = ()) -> str:
+    """One line: the file, then every field that failed with its value and what is wrong with it, each led by the
+    command-line override that set it, if one did."""
     problems = []
     for item in err.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        problems.append(f"field '{field}' = {item.get('input')!r}: {item['msg']}")
+        loc = tuple(str(part) for part in item["loc"])
+        field = ".".join(loc) or "(top level)"
+        problems.append(f"{_blame(loc, overrides)}field '{field}' = {item.get('input')!r}: {item['msg']}")
     return f"{path}: invalid config: " + "; ".join(problems)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -13,8 +14,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.config import (
-    DEMO_FIELDS, MAX_STEPS, ConfigError, TaskConfig, _format_validation_error, _read_yaml, check_device, load_config,
-    referenced_file,
+    DEMO_FIELDS, MAX_STEPS, ConfigError, Override, TaskConfig, _format_validation_error, _read_yaml, apply_overrides,
+    check_device, describe_overrides, load_config, referenced_file,
 )  # fmt: skip
 from agent.methods import DEFAULT_METHODS, METHODS, check_methods
 from skills.bc import BCConfig
@@ -132,6 +133,14 @@ class Experiment:
     source: TaskConfig
     targets: dict[str, TaskConfig]
     demo_files: dict[str, Path]
+    overrides: tuple[str, ...] = ()
+    """The command-line overrides applied to the file ('--seed 1', '--ablation planner_token'), as result files record
+    them."""
+
+    @property
+    def label(self) -> str:
+        """The config as the command line named it: the file, then its overrides."""
+        return " ".join((str(self.path), *self.overrides))
 
     def with_device(self, device: str) -> Experiment:
         """The same experiment trained on ``device`` ('auto', 'cpu', 'cuda', 'cuda:N'); the fingerprint is
@@ -160,14 +169,15 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def load_experiment_file(
-    path: str | Path, kind: str, model: type[ModelT], hint: str
+    path: str | Path, kind: str, model: type[ModelT], hint: str, overrides: Sequence[Override] = ()
 ) -> tuple[Path, ModelT, TaskConfig]:
-    """Read an experiment YAML of ``experiment: kind``, validate it as ``model`` and load its source world.
+    """Read an experiment YAML of ``experiment: kind``, apply ``overrides`` (agent/config.py), validate it as
+    ``model`` and load its source world.
 
-    Returns (resolved path, validated config, source variant config); every error names the file and field
-    (``hint`` says what to pass instead when the file is of another kind)."""
+    Returns (resolved path, validated config, source variant config); every error names the file and field, and the
+    override that set it (``hint`` says what to pass instead when the file is of another kind)."""
     path = Path(path).resolve()
-    data = _read_yaml(path)
+    data = apply_overrides(_read_yaml(path), overrides)
     if data.get("experiment") != kind:
         raise ConfigError(
             f"{path}: field 'experiment' = {data.get('experiment')!r}: not an experiment config of kind "
@@ -176,7 +186,7 @@ def load_experiment_file(
     try:
         config = model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(path, err)) from None
+        raise ConfigError(_format_validation_error(path, err, overrides)) from None
     source_file = getattr(config, "source")
     source = load_config(referenced_file(path, "source", source_file))
     if source.role != "source":
@@ -184,10 +194,11 @@ def load_experiment_file(
     return path, config, source
 
 
-def load_experiment(path: str | Path) -> Experiment:
-    """Load and validate an experiment YAML and every variant config it names."""
+def load_experiment(path: str | Path, overrides: Sequence[Override] = ()) -> Experiment:
+    """Load and validate an experiment YAML, changed by ``overrides`` (``--seed``, ``--set``, ``--ablation``; see
+    agent/config.py command_line_overrides), and every variant config it names."""
     path, config, source = load_experiment_file(
-        path, "mstt", ExperimentConfig, "variant configs go to collect/demo-make/render"
+        path, "mstt", ExperimentConfig, "variant configs go to collect/demo-make/render", overrides
     )
     targets: dict[str, TaskConfig] = {}
     for i, name in enumerate(config.targets):
@@ -199,7 +210,7 @@ def load_experiment(path: str | Path) -> Experiment:
     if unknown:
         raise ConfigError(f"{path}: field 'demos' names variants {sorted(unknown)} not in targets")
     demo_files = {variant: referenced_file(path, f"demos.{variant}", file) for variant, file in config.demos.items()}
-    return Experiment(config, path, source, targets, demo_files)
+    return Experiment(config, path, source, targets, demo_files, describe_overrides(overrides))
 
 
 C = TypeVar("C")

@@ -17,6 +17,16 @@ from typing import Any, Literal
 RESULT_FILE_MODE = 0o644
 
 
+def portable_path(path: str | Path) -> str:
+    """How a result file names an input: relative to the working directory when it lies under it, else its name
+    alone, so that no result records the layout of the machine that made it."""
+    path = Path(path).absolute()
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return path.name
+
+
 class UnwritablePathError(OSError):
     """An output location cannot be written; the message names the option, the path and the reason."""
 

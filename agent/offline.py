@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -27,11 +28,10 @@ import numpy as np
 import torch
 from pydantic import model_validator
 
-from agent.config import ConfigError, TaskConfig
+from agent.config import ConfigError, Override, TaskConfig, describe_overrides
 from agent.data import EpisodeArrays
 from agent.experiment import DataSettings, TrainSettings, _Strict, component_config, load_experiment_file
-from agent.io import write_json_atomic
-from skills.action_decoder import DECODER_KINDS
+from agent.io import portable_path, write_json_atomic
 from skills.bc import BCConfig, BCPolicy, train_bc
 from skills.dds import DDSAgent, DDSConfig, DDSSkills, train_dds
 from skills.iql import IQLConfig, IQLLearner, train_iql
@@ -104,6 +104,13 @@ class OfflineExperiment:
     config: OfflineConfig
     path: Path
     source: TaskConfig
+    overrides: tuple[str, ...] = ()
+    """The command-line overrides applied to the file ('--seed 1', '--set dds.decoder.kind=mlp')."""
+
+    @property
+    def label(self) -> str:
+        """The config as the command line named it: the file, then its overrides."""
+        return " ".join((str(self.path), *self.overrides))
 
     def fingerprint(self) -> str:
         """Hash of everything that shapes training; a run folder refuses a different one."""
@@ -131,22 +138,17 @@ class OfflineExperiment:
         train = self.config.train.model_copy(update={"device": device})
         return replace(self, config=self.config.model_copy(update={"train": train}))
 
-    def with_decoder(self, kind: str) -> OfflineExperiment:
-        """The same experiment with the DDS decoder swapped (the decoder ablation; a new fingerprint)."""
-        if kind not in DECODER_KINDS:
-            raise ValueError(f"--decoder must be one of {DECODER_KINDS}, got {kind!r}")
-        dds = replace(self.config.dds, decoder=replace(self.config.dds.decoder, kind=kind))
-        return replace(self, config=self.config.model_copy(update={"dds": dds}))
 
-
-def load_offline_experiment(path: str | Path) -> OfflineExperiment:
-    """Load and validate an offline-RL experiment YAML (``experiment: offline``) and its source config."""
+def load_offline_experiment(path: str | Path, overrides: Sequence[Override] = ()) -> OfflineExperiment:
+    """Load and validate an offline-RL experiment YAML (``experiment: offline``), changed by ``overrides``
+    (agent/config.py), and its source config."""
     path, config, source = load_experiment_file(
-        path, "offline", OfflineConfig, "e.g. configs/offline/umaze.yaml; MSTT transfer configs go to train/eval"
+        path, "offline", OfflineConfig, "e.g. configs/offline/umaze.yaml; MSTT transfer configs go to train/eval",
+        overrides,
     )
     if source.task != "maze":
         raise ConfigError(f"{path}: field 'source' = {config.source!r}: offline RL supports maze tasks only")
-    return OfflineExperiment(config, path, source)
+    return OfflineExperiment(config, path, source, describe_overrides(overrides))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -219,7 +221,7 @@ def train_offline(
     if all(stage_done[m] for m in methods):
         check_run_matches(run, experiment, remedy="use a new --run folder")
     else:
-        _check_run_folder(run, experiment)  # type: ignore[arg-type]  # duck-typed: path + fingerprint()
+        _check_run_folder(run, experiment)  # type: ignore[arg-type]  # duck-typed: label + fingerprint()
         _, loaded = source_data(experiment, progress)  # type: ignore[arg-type]
         episodes = episode_dicts(loaded, config.goal_terminals)
 
@@ -362,7 +364,8 @@ def evaluate_offline(
         venv.close()
     reports = {p.stem: json.loads(p.read_text()) for p in sorted((run / "reports").glob("*.json"))}
     result = {
-        "experiment": str(experiment.path),
+        "experiment": portable_path(experiment.path),
+        "overrides": list(experiment.overrides),
         "task": experiment.source.task,
         "source": experiment.source.name,
         "episodes": episodes,

@@ -97,7 +97,7 @@ def _check_run_folder(run: Path, experiment: Experiment) -> None:
     if record.exists():
         check_run_matches(run, experiment, remedy="use a new --run folder")
         return
-    write_json_atomic({"fingerprint": experiment.fingerprint(), "config": str(experiment.path)}, record)
+    write_json_atomic({"fingerprint": experiment.fingerprint(), "config": experiment.label}, record)
 
 
 def check_run_matches(
@@ -111,7 +111,7 @@ def check_run_matches(
     if saved.get("fingerprint") != experiment.fingerprint():
         raise RunMismatchError(
             f"{run} was trained with config {saved.get('config')} (fingerprint {saved.get('fingerprint')}); "
-            f"{experiment.path} differs in its training settings (fingerprint {experiment.fingerprint()}): {remedy}"
+            f"{experiment.label} differs in its training settings (fingerprint {experiment.fingerprint()}): {remedy}"
         )
 
 

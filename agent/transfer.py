@@ -30,7 +30,7 @@ from agent.evaluate import (
     summarise,
 )
 from agent.experiment import Experiment
-from agent.io import write_json_atomic
+from agent.io import portable_path, write_json_atomic
 from agent.methods import METHODS, EvalMethod, check_methods
 from agent.tasks import Task, make_task
 from agent.train import check_run_matches, load_models, source_data
@@ -197,7 +197,8 @@ def evaluate_transfer(
         results[variant] = variant_results
     output = {
         "task": experiment.source.task,
-        "config": str(experiment.path),
+        "config": portable_path(experiment.path),
+        "overrides": list(experiment.overrides),
         "episodes": episodes,
         "observation": observation or settings.observation,
         "corruption": None if corruption is None else str(corruption),

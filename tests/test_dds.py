@@ -264,7 +264,7 @@ def test_offline_cli_end_to_end(offline_file: Path, tmp_path: Path) -> None:
     assert main(["offline", str(offline_file), "--run", str(run), "--episodes", "3", "--json", str(again), "--quiet"]) == 0
     assert json.loads(again.read_text())["methods"]["dds"]["return_mean"] == result["methods"]["dds"]["return_mean"]
     # The decoder ablation changes the training config: the same run folder is refused, a user error.
-    assert main(["offline", str(offline_file), "--run", str(run), "--decoder", "mlp", "--quiet"]) == 2
+    assert main(["offline", str(offline_file), "--run", str(run), "--set", "dds.decoder.kind=mlp", "--quiet"]) == 2
 
 
 def test_offline_config_errors(configs: Path, tmp_path: Path) -> None:
