@@ -157,6 +157,10 @@ def test_collect_removes_staging_folders_of_killed_collections(tmp_path: Path) -
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["mstt", live.name])
 
 
+STARTUP_TIMEOUT_S = 600
+"""How long the collect subprocess may take to import torch and MuJoCo and start staging: minutes on a loaded box."""
+
+
 def test_sigterm_during_collect_leaves_no_staging_folder(tmp_path: Path) -> None:
     out = tmp_path / "data"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -164,7 +168,7 @@ def test_sigterm_during_collect_leaves_no_staging_folder(tmp_path: Path) -> None
                "--transitions", "1000000", "--quiet"]  # fmt: skip
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not list(out.glob(f"{STAGING_PREFIX}*")):
             assert process.poll() is None and time.monotonic() < deadline, "collect never started staging"
             time.sleep(0.05)
