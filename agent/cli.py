@@ -354,7 +354,7 @@ def _bench_plan(args: argparse.Namespace) -> None:
     models = load_models(args.run)
     variant, demo_file = next(iter(experiment.demo_files.items()))  # the first target's demo, as `mstt eval` reads it
     demo = Demo.load(demo_file)
-    mask, report = demo_mask(demo, models, experiment.config.mask, experiment.targets[variant].reversible)
+    mask, report = demo_mask(demo, models, experiment.config.mask)
     print(f"demo of {variant}: {demo_file}")
     result = planning_latency(models, planner, args.repeats, demo=(mask, report.demo_windows, demo.positions))
     print(json.dumps(result, indent=1))

@@ -109,7 +109,8 @@ class MazeConfig(_Strict):
     """The variant whose walls this one has, when it is a new task in that world (another start or goal): demos of
     that world apply here. None: the variant itself."""
     reversible: bool = True
-    """Motions can be run backwards (a point mass can): a demo then also shows its route walked the other way."""
+    """Motions can be run backwards (a point mass can): a task whose goal lies behind its start along a demo's route
+    reads the demo walked the other way."""
     demo_clip_depth: Annotated[float, Field(ge=0, lt=0.5)] = 0.25
     """How deep (world units; a cell is 1) a demo's straight segment may cut into a wall corner between two adjacent
     free cells and still be accepted, with a warning. Routes drawn through every second or third cell centre cut
@@ -158,7 +159,8 @@ class FetchConfig(_Strict):
     world: str | None = None
     """The variant whose zones this one has, when it is a new task in that world: demos of that world apply here."""
     reversible: bool = True
-    """Reaching motions can be run backwards: a demo then also shows its route walked the other way."""
+    """Reaching motions can be run backwards: a task whose goal lies behind its start along a demo's route reads the
+    demo walked the other way."""
     demo_clip_depth: Annotated[float, Field(ge=0, lt=0.05)] = 0.01
     """How deep (metres) a demo may graze a zone's edge and still be accepted, with a warning."""
     dataset: FetchDatasetConfig = FetchDatasetConfig()

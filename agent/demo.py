@@ -80,6 +80,14 @@ class Demo(BaseModel):
             (self.positions[a:b], None if times is None else times[a:b]) for a, b in zip(bounds[:-1], bounds[1:])
         ]
 
+    def oriented(self, start: np.ndarray, goal: np.ndarray) -> Demo:
+        """The demo as a task from ``start`` to ``goal`` travels its route: reversed when the route point nearest the
+        goal comes before the one nearest the start (the task walks the route backwards), else unchanged."""
+        points = self.positions
+        first = int(np.argmin(np.linalg.norm(points - np.asarray(start)[: points.shape[1]], axis=1)))
+        last = int(np.argmin(np.linalg.norm(points - np.asarray(goal)[: points.shape[1]], axis=1)))
+        return self.reversed() if last < first else self
+
     def reversed(self) -> Demo:
         """The same route walked from its end to its start (timestamps mirrored, breaks kept between the same points)."""
         n = len(self.points)

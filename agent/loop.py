@@ -20,7 +20,7 @@ from agent.io import write_json_atomic
 from agent.tasks import make_task
 from agent.train import check_run_matches, load_models
 from agent.methods import METHODS
-from agent.transfer import check_demo, demo_mask
+from agent.transfer import check_demo, demo_mask, task_demo
 
 VIDEO_EVERY = 4
 """Record every k-th step in the GIF (the full frame rate makes large files and adds nothing)."""
@@ -100,7 +100,7 @@ def run_instruction(
             print(f"demo warning: {warning}")
         saved_demo = demo.save(out / "demo.json")
 
-        mask, report = demo_mask(demo, models, experiment.config.mask, task.config.reversible)
+        mask, report = demo_mask(task_demo(demo, task, obs["achieved_goal"], goal.target), models, experiment.config.mask)
         print(f"demo: {report.message}")
         controller: Any
         if spec.controller == "demo_route":

@@ -120,16 +120,22 @@ def evaluate_transfer(
         if progress:
             for warning in warnings:
                 print(f"[{variant}] warning: demo {demo_name}: {warning}")
+        venv = make_vector_env(task, min(settings.n_envs, episodes), observation or settings.observation)
+        first, _ = venv.reset(seed=settings.seed, options=task.reset_options())
+        demo = task_demo(demo, task, first["achieved_goal"][0], first["desired_goal"][0])
         try:
-            mask, report = demo_mask(demo, models, config.mask, task.config.reversible)
+            mask, report = demo_mask(demo, models, config.mask)
         except ValueError as err:
+            venv.close()
             raise ValueError(f"demo {demo_name}: {err}") from None
         if not bool(mask.any()):
+            venv.close()
             raise ValueError(f"demo {demo_name} activates no skill token: nothing to plan with")
         anchors = report.demo_windows.to(device)
         overlap: dict[str, float] = {}
         if demo_source is not None:
-            reference, _ = demo_mask(scripted, models, config.mask, task.config.reversible)
+            reference, _ = demo_mask(task_demo(scripted, task, first["achieved_goal"][0], first["desired_goal"][0]),
+                                     models, config.mask)  # fmt: skip
             both, either = int((mask & reference).sum()), int((mask | reference).sum())
             overlap = {
                 "scripted_mask_jaccard": both / max(1, either),
@@ -144,7 +150,6 @@ def evaluate_transfer(
         }
         if any(METHODS[m].mask == "oracle" for m in methods) and oracle_inputs is not None:
             masks["oracle"] = oracle_mask(task, *oracle_inputs, horizon, num_skills, settings.oracle_tolerance)
-        venv = make_vector_env(task, min(settings.n_envs, episodes), observation or settings.observation)
         variant_results: dict[str, Any] = {}
         try:
             for method in methods:
@@ -261,15 +266,18 @@ DEMO_INSTRUCTION = "go to the red ball"
 """What a perception backend is asked when `mstt eval --demo-source` reads the demos off the pictures."""
 
 
-def demo_mask(demo: Demo, models: Any, config: Any, reversible: bool = False) -> tuple[torch.Tensor, Any]:
-    """(L,) bool mask on the CPU and the mask report of one demo, as every command reads a demo: each unbroken piece
-    of its route, and for ``reversible`` motions each piece walked backwards too (the corridor a demo shows is open
-    both ways)."""
-    pieces = demo.pieces()
-    if reversible:
-        pieces += demo.reversed().pieces()
-    mask, report = infer_route_mask(pieces, models.tokenizer, config, models.stats.step_length, models.stats.dt)
+def demo_mask(demo: Demo, models: Any, config: Any) -> tuple[torch.Tensor, Any]:
+    """(L,) bool mask on the CPU and the mask report of one demo, as every command reads a demo: the union over the
+    unbroken pieces of its route."""
+    mask, report = infer_route_mask(demo.pieces(), models.tokenizer, config, models.stats.step_length, models.stats.dt)
     return mask.cpu(), report
+
+
+def task_demo(demo: Demo, task: Task, start: np.ndarray, goal: np.ndarray) -> Demo:
+    """The demo as this task uses it: walked backwards when the task's goal lies behind its start along the route and
+    the task's motions reverse (``reversible``). Reading both directions at once widens the mask; measured on the maze,
+    it let the planner (and a constant critic far more) turn back along the route (results/demo-follow/)."""
+    return demo.oriented(start, goal) if task.config.reversible else demo
 
 
 def perceived_demo(task: Any, backend: str, out: Path | None, backend_config: dict[str, Any] | None = None) -> Demo:

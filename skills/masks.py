@@ -192,9 +192,8 @@ def infer_route_mask(
     step_length: float,
     dt: float | None = None,
 ) -> tuple[SkillMask, MaskReport]:
-    """The skill mask of a demo given as several paths: the pieces of a route with gaps, and (for reversible motions)
-    the route walked backwards. Each path goes through ``infer_mask``; the mask is the union and the report pools
-    the windows. A piece too short for one window is skipped, unless every piece is.
+    """The skill mask of a demo given as several paths (the pieces of a route with gaps). Each path goes through
+    ``infer_mask``; the mask is the union and the report pools the windows. A piece too short for one window is skipped, unless every piece is.
 
     Args:
         paths: (K_i, P) positions with (K_i,) timestamps or None, one pair per path.
@@ -219,8 +218,8 @@ def infer_route_mask(
     share = float(sum(r.in_distribution_share * r.windows for r in reports) / max(1, windows))
     flagged = any(r.flagged for r in reports) or share < IN_DISTRIBUTION_FLAG_SHARE
     message = (
-        f"{int(mask.sum())} tokens from {windows} windows of {len(reports)} paths (pieces of the route, and the "
-        f"route reversed where motions reverse); {share:.0%} in distribution"
+        f"{int(mask.sum())} tokens from {windows} windows of {len(reports)} pieces of the route; "
+        f"{share:.0%} in distribution"
     )
     if flagged:
         message = "; ".join(r.message for r in reports if r.flagged) or message

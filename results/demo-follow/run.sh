@@ -9,8 +9,8 @@ out=results/demo-follow
 mstt=${MSTT:-.venv/bin/mstt}
 # Two levels each, the higher one as far as the demo check accepts on most variants (calibration 0.05 and jitter
 # 0.2 put points of most maze routes inside walls; Fetch corner_cut 5 cuts 1.8 cm into the zone).
-maze_corruptions="corner_cut=2 corner_cut=3 sparse=10 sparse=5 calibration=0.02 calibration=0.03 calibration=0.05 gap=0.1
-gap=0.2 detour=2 detour=4 jitter=0.1 jitter=0.15 time_warp=0.5 time_warp=1"
+maze_corruptions="corner_cut=3 gap=0.2 calibration=0.03 sparse=5 jitter=0.15 detour=4 corner_cut=2 sparse=10 gap=0.1
+calibration=0.02 calibration=0.05 jitter=0.1 detour=2 time_warp=0.5 time_warp=1"
 fetch_corruptions="corner_cut=3 corner_cut=4 sparse=5 sparse=3 calibration=0.1 calibration=0.2 gap=0.1 gap=0.2
 detour=1 detour=2 jitter=0.2 jitter=0.4 time_warp=0.5 time_warp=1"
 
