@@ -12,6 +12,7 @@ from agent.config import load_config
 from agent.demo import Demo
 from agent.evaluate import DemoTracker, make_vector_env, rollout
 from agent.tasks import make_task
+from agent.transfer import task_demo
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -60,3 +61,17 @@ def test_demo_pieces_and_reversal() -> None:
     back = demo.reversed()
     assert back.points == [[3, 0], [2, 0], [1, 0], [0, 0]] and back.timestamps == [0.0, 2.0, 3.0, 4.0]
     assert back.breaks == [2] and back.reversed() == demo
+
+
+def test_a_task_reads_the_demo_in_its_direction_of_travel() -> None:
+    """A task whose goal lies behind its start along the route reads the demo reversed; one that travels it forward,
+    or starts or ends midway, reads it as it is; a task that cannot reverse its motions never reverses it."""
+    demo = Demo.load(CONFIGS / "demos/maze_t1.json")
+    start, end, middle = demo.positions[0], demo.positions[-1], demo.positions[len(demo.points) // 2]
+    assert demo.oriented(start, end) == demo and demo.oriented(middle, end) == demo
+    assert demo.oriented(start, middle) == demo
+    assert demo.oriented(end, start) == demo.reversed() and demo.oriented(middle, start) == demo.reversed()
+    reverse_task = make_task(load_config(CONFIGS / "maze/tasks/t1_reverse.yaml"))
+    assert task_demo(demo, reverse_task, end, start) == demo.reversed()
+    one_way = make_task(reverse_task.config.model_copy(update={"reversible": False}))
+    assert task_demo(demo, one_way, end, start) == demo
