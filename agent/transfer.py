@@ -101,7 +101,7 @@ def evaluate_transfer(
         task = make_task(target_config)
         demo_file = demo_path or experiment.demo_files.get(variant)
         scripted = Demo.load(demo_file) if demo_file else task.scripted_demo()
-        demo, demo_name = scripted, str(demo_file or f"the scripted demo of {variant}")
+        demo, demo_name = scripted, portable_path(demo_file) if demo_file else f"the scripted demo of {variant}"
         if demo_source is not None:
             demo = perceived_demo(task, demo_source, json_path.parent if json_path is not None else None)
             demo_name = f"the {demo_source} perception demo of {variant}"
