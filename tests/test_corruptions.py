@@ -80,3 +80,17 @@ def test_bad_corruption_names_and_levels_are_refused(text: str) -> None:
 
 def test_a_bare_name_means_its_default_level() -> None:
     assert parse_corruption("corner_cut").level == DEFAULT_LEVELS["corner_cut"]
+
+
+def test_demo_make_writes_a_corrupted_demo_and_refuses_one_the_check_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.cli import main
+
+    out = tmp_path / "cut.json"
+    assert main(["demo-make", str(CONFIGS / "maze/t1.yaml"), "--out", str(out), "--corrupt", "corner_cut=3"]) == 0
+    assert "clips wall cell" in capsys.readouterr().err
+    assert 5 <= len(Demo.load(out).points) <= 10 and Demo.load(out).timestamps is None
+    refused = tmp_path / "shifted.json"
+    assert main(["demo-make", str(CONFIGS / "maze/t1.yaml"), "--out", str(refused), "--corrupt", "calibration=0.1"]) == 2
+    assert "lie where no agent can be" in capsys.readouterr().err and not refused.exists()
