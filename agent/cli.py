@@ -18,6 +18,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 from agent.config import ConfigError, Override, check_device, command_line_overrides, load_config  # noqa: E402
 from agent.io import UnwritablePathError, check_writable  # noqa: E402
+from agent.methods import AGENT_POLICIES  # noqa: E402
 from perception.errors import BackendError  # noqa: E402
 
 EXIT_USER_ERROR = 2
@@ -267,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("out/run"), help="folder for demo, overlay, video, report")
     _add_override_options(p, trained=True)
     p.add_argument(
-        "--policy", default="mstt", choices=["mstt", "mask_only", "demo_tracker"],
+        "--policy", default="mstt", choices=AGENT_POLICIES,
         help="how the agent acts on the demo: MSTT's skills (default), the demo mask with a constant critic, or "
         "following the demo's route (no learned part)",
     )

@@ -15,6 +15,7 @@ import numpy as np
 
 from agent.demo import Demo
 from agent.tasks import Task
+from skills.windows import arc_lengths, points_at_arc
 
 Corruption = Callable[[Demo, float, Task, np.random.Generator], Demo]
 
@@ -30,17 +31,6 @@ class CorruptionSpec:
         return f"{self.name}={self.level:g}"
 
 
-def _arc(points: np.ndarray) -> np.ndarray:
-    """(K,) cumulative arc length of a (K, P) path, from 0."""
-    return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
-
-
-def _at_arc(points: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Points of a (K, P) path at arc lengths ``s`` (linear between the path's points)."""
-    arc = _arc(points)
-    return np.stack([np.interp(s, arc, points[:, d]) for d in range(points.shape[1])], axis=1)
-
-
 def _route(demo: Demo, points: np.ndarray, breaks: list[int] | None = None) -> Demo:
     """A geometric corruption's result: a route without timestamps (a drawn route carries none)."""
     return demo.model_copy(update={"points": points.tolist(), "timestamps": None, "breaks": breaks or []})
@@ -50,17 +40,17 @@ def corner_cut(demo: Demo, level: float, task: Task, rng: np.random.Generator) -
     """A waypoint every ``level`` units of route (cells in the maze) joined by straight segments, which clip the wall
     corners the route turns around."""
     points = demo.positions
-    total = _arc(points)[-1]
+    total = arc_lengths(points)[-1]
     spacing = level * task.demo_scale
     s = np.append(np.arange(0.0, total, spacing), total)
-    return _route(demo, _at_arc(points, s))
+    return _route(demo, points_at_arc(points, s))
 
 
 def sparse(demo: Demo, level: float, task: Task, rng: np.random.Generator) -> Demo:
     """Only ``level`` points, evenly spaced along the route (a VLM that names few waypoints)."""
     points = demo.positions
     count = max(2, int(level))
-    return _route(demo, _at_arc(points, np.linspace(0.0, _arc(points)[-1], count)))
+    return _route(demo, points_at_arc(points, np.linspace(0.0, arc_lengths(points)[-1], count)))
 
 
 def calibration(demo: Demo, level: float, task: Task, rng: np.random.Generator) -> Demo:
@@ -79,7 +69,7 @@ def gap(demo: Demo, level: float, task: Task, rng: np.random.Generator) -> Demo:
     """A missing stretch: the share ``level`` of the route around a random point of its middle is not shown (the demo
     becomes two pieces with a break between them)."""
     points = demo.positions
-    arc = _arc(points)
+    arc = arc_lengths(points)
     total = arc[-1]
     half = level * total / 2
     middle = rng.uniform(0.3, 0.7) * total
@@ -95,7 +85,7 @@ def detour(demo: Demo, level: float, task: Task, rng: np.random.Generator) -> De
     """A non-expert back-and-forth: at a random point of the route's middle the demonstrator walks ``level`` units
     back along the route and then forward again (a loop on the route)."""
     points = demo.positions
-    arc = _arc(points)
+    arc = arc_lengths(points)
     total = arc[-1]
     step = float(np.median(np.diff(arc))) or task.demo_scale / 10
     turn = rng.uniform(0.3, 0.7) * total
@@ -103,14 +93,14 @@ def detour(demo: Demo, level: float, task: Task, rng: np.random.Generator) -> De
     s_back = np.arange(turn, back, -step)
     loop = np.concatenate([s_back, s_back[::-1]])
     before, after = points[arc < turn], points[arc >= turn]
-    return _route(demo, np.concatenate([before, _at_arc(points, loop), after]))
+    return _route(demo, np.concatenate([before, points_at_arc(points, loop), after]))
 
 
 def jitter(demo: Demo, level: float, task: Task, rng: np.random.Generator) -> Demo:
     """A wobbling route: smooth Gaussian noise of std ``level`` units, correlated over one unit of route (a shaky
     hand, a noisy read-out of the picture); it fades out over one unit at either end, so start and goal stay."""
     points = demo.positions
-    arc = _arc(points)
+    arc = arc_lengths(points)
     noise = rng.normal(size=points.shape)
     # Smooth along the route with a Gaussian kernel one demo_scale wide, then restore the requested std.
     distance = arc[:, None] - arc[None, :]

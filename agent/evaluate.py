@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from agent.pixels import TRUE_POSITION_KEY, PixelObservation
 from agent.tasks import Task
+from skills.windows import arc_lengths, points_at_arc
 
 if TYPE_CHECKING:
     from skills.dds import DDSSkills
@@ -278,10 +279,9 @@ class DemoTracker:
         self._paths = []
         for state, goal in zip(obs["observation"], obs["desired_goal"]):
             path = self._path(state[:pos_dim], goal[:pos_dim])
-            arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
-            s = np.append(np.arange(0.0, arc[-1], step), arc[-1])
-            dense = np.stack([np.interp(s, arc, path[:, d]) for d in range(pos_dim)], axis=1)
-            self._paths.append((dense, s))
+            total = arc_lengths(path)[-1]
+            s = np.append(np.arange(0.0, total, step), total)
+            self._paths.append((points_at_arc(path, s), s))
         self._progress = np.zeros(len(self._paths))
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:

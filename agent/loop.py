@@ -19,7 +19,7 @@ from agent.experiment import Experiment
 from agent.io import write_json_atomic
 from agent.tasks import make_task
 from agent.train import check_run_matches, load_models
-from agent.methods import METHODS
+from agent.methods import AGENT_POLICIES, METHODS
 from agent.transfer import check_demo, demo_mask, task_demo
 
 VIDEO_EVERY = 4
@@ -67,8 +67,8 @@ def run_instruction(
     ``demo_file``: one demo of this world reused for any instruction, instead of reading one off the picture."""
     from perception import Scene, draw_demo, make_perceiver, parse_goal
 
-    if policy not in ("mstt", "mask_only", "demo_tracker"):
-        raise ValueError(f"--policy {policy!r}: choose mstt, mask_only or demo_tracker")
+    if policy not in AGENT_POLICIES:
+        raise ValueError(f"--policy {policy!r}: choose one of {list(AGENT_POLICIES)}")
     spec = METHODS[policy]
 
     variant = variant or next(iter(experiment.targets))

@@ -46,6 +46,8 @@ METHODS: dict[str, EvalMethod] = {
                    summary="follow the demo's route with the task's tracker; nothing learned"),  # fmt: skip
     )
 }
+AGENT_POLICIES: tuple[str, ...] = ("mstt", "mask_only", "demo_tracker")
+"""The methods `mstt run --policy` can act with: those that need nothing but the demo and the trained run."""
 DEFAULT_METHODS: tuple[str, ...] = tuple(name for name, m in METHODS.items() if m.needs_stage is None)
 """What eval.methods defaults to: every method that needs no optional stage."""
 

@@ -88,6 +88,17 @@ def position_windows(positions: np.ndarray, horizon: int, stride: int = 1) -> np
     return np.array(rearrange(view, "n p h -> n h p"), order="C", copy=True)
 
 
+def arc_lengths(points: np.ndarray) -> np.ndarray:
+    """(K,) cumulative arc length of a (K, P) path, from 0 at its first point."""
+    return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
+
+
+def points_at_arc(points: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """(M, P) points of a (K, P) path at arc lengths ``s`` (M,), linear between the path's points."""
+    arc = arc_lengths(points)
+    return np.stack([np.interp(s, arc, points[:, d]) for d in range(points.shape[1])], axis=1)
+
+
 def resample_path(
     points: np.ndarray,
     step_length: float,
