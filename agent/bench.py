@@ -13,7 +13,7 @@ from datetime import date
 
 import numpy as np
 
-from agent.tasks import Task
+from mstt.agent.tasks import Task
 
 
 def machine() -> str:
@@ -148,11 +148,11 @@ def token_routes(experiment: object, models: object, episodes: int | None = None
     """
     import torch
 
-    from agent.demo import Demo
-    from agent.tasks import make_task
-    from agent.train import source_data
-    from skills.masks import infer_mask
-    from skills.windows import position_windows
+    from mstt.agent.demo import Demo
+    from mstt.agent.tasks import make_task
+    from mstt.agent.train import source_data
+    from mstt.skills.masks import infer_mask
+    from mstt.skills.windows import position_windows
 
     targets = {v: make_task(c) for v, c in experiment.targets.items()}  # type: ignore[attr-defined]
     paths = {v: {tuple(c) for c in t.layout.shortest_path(t.layout.start, t.layout.goal)} for v, t in targets.items()}

@@ -428,7 +428,7 @@ def load_config(path: str | Path) -> TaskConfig:
     config._file = path
     # Checks that need the task's own knowledge (a maze route exists, cells are free) live with
     # the task; run them here so every load is validated, whatever the caller does next.
-    from agent.tasks import validate_config
+    from mstt.agent.tasks import validate_config
 
     try:
         validate_config(config)

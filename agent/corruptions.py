@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.demo import Demo
-from agent.tasks import Task
-from skills.windows import arc_lengths, points_at_arc
+from mstt.agent.demo import Demo
+from mstt.agent.tasks import Task
+from mstt.skills.windows import arc_lengths, points_at_arc
 
 Corruption = Callable[[Demo, float, Task, np.random.Generator], Demo]
 

@@ -25,12 +25,12 @@ import numpy as np
 from minari.data_collector import EpisodeBuffer
 from tqdm import tqdm
 
-from agent.config import config_file
-from agent.io import check_writable, sigterm_as_interrupt
-from agent.tasks import Episode, Task
+from mstt.agent.config import config_file
+from mstt.agent.io import check_writable, sigterm_as_interrupt
+from mstt.agent.tasks import Episode, Task
 
 if TYPE_CHECKING:
-    from agent.experiment import DataSettings
+    from mstt.agent.experiment import DataSettings
 
 DATASETS_ENV_VAR = "MINARI_DATASETS_PATH"
 RECORD_KEY = "mstt_collected_with"

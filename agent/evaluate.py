@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agent.pixels import TRUE_POSITION_KEY, PixelObservation
-from agent.tasks import Task
-from skills.windows import arc_lengths, points_at_arc
+from mstt.agent.pixels import TRUE_POSITION_KEY, PixelObservation
+from mstt.agent.tasks import Task
+from mstt.skills.windows import arc_lengths, points_at_arc
 
 if TYPE_CHECKING:
-    from skills.dds import DDSSkills
+    from mstt.skills.dds import DDSSkills
 
 Z_95 = 1.959963984540054
 """Normal quantile of the two-sided 95% interval."""
@@ -414,7 +414,7 @@ def oracle_mask(
     """Tokens whose source-data windows (almost) never leave what a perfect demo of the target world covers:
     the open route's cells where the task defines them (``off_route``, maze), else never touching what the
     target forbids (``violation``, e.g. a Fetch zone). (L,) bool."""
-    from skills.windows import position_windows
+    from mstt.skills.windows import position_windows
 
     seen = np.zeros(num_skills)
     bad = np.zeros(num_skills)

@@ -13,18 +13,18 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agent.config import (
+from mstt.agent.config import (
     DEMO_FIELDS, MAX_STEPS, ConfigError, Override, TaskConfig, _format_validation_error, _read_yaml, apply_overrides,
     check_device, describe_overrides, load_config, referenced_file,
 )  # fmt: skip
-from agent.methods import DEFAULT_METHODS, METHODS, check_methods
-from skills.bc import BCConfig
-from skills.critic import CriticConfig
-from skills.dds import DDSConfig
-from skills.generator import GeneratorConfig
-from skills.masks import MaskInferenceConfig
-from skills.planner import PlannerConfig
-from skills.tokenizer import TokenizerConfig
+from mstt.agent.methods import DEFAULT_METHODS, METHODS, check_methods
+from mstt.skills.bc import BCConfig
+from mstt.skills.critic import CriticConfig
+from mstt.skills.dds import DDSConfig
+from mstt.skills.generator import GeneratorConfig
+from mstt.skills.masks import MaskInferenceConfig
+from mstt.skills.planner import PlannerConfig
+from mstt.skills.tokenizer import TokenizerConfig
 
 ALL_METHODS: tuple[str, ...] = tuple(METHODS)
 """Every eval method (agent/methods.py); mstt_dds needs the optional ``executor_dds`` stage (see ExperimentConfig)."""

@@ -28,15 +28,15 @@ import numpy as np
 import torch
 from pydantic import model_validator
 
-from agent.config import ConfigError, Override, TaskConfig, describe_overrides
-from agent.data import EpisodeArrays
-from agent.experiment import DataSettings, TrainSettings, _Strict, component_config, load_experiment_file
-from agent.io import portable_path, write_json_atomic
-from skills.bc import BCConfig, BCPolicy, train_bc
-from skills.dds import DDSAgent, DDSConfig, DDSSkills, train_dds
-from skills.iql import IQLConfig, IQLLearner, train_iql
-from skills.relabel import relabel_episode
-from skills.training import LoopSettings
+from mstt.agent.config import ConfigError, Override, TaskConfig, describe_overrides
+from mstt.agent.data import EpisodeArrays
+from mstt.agent.experiment import DataSettings, TrainSettings, _Strict, component_config, load_experiment_file
+from mstt.agent.io import portable_path, write_json_atomic
+from mstt.skills.bc import BCConfig, BCPolicy, train_bc
+from mstt.skills.dds import DDSAgent, DDSConfig, DDSSkills, train_dds
+from mstt.skills.iql import IQLConfig, IQLLearner, train_iql
+from mstt.skills.relabel import relabel_episode
+from mstt.skills.training import LoopSettings
 
 OfflineMethod = Literal["dds", "iql", "bc"]
 ALL_OFFLINE_METHODS: tuple[OfflineMethod, ...] = ("dds", "iql", "bc")
@@ -210,7 +210,7 @@ def train_offline(
 ) -> OfflineModels:
     """Train (or resume, or reuse) every requested method's models into the run folder; a run that holds them all
     is only checked, not written."""
-    from agent.train import _check_run_folder, check_run_matches, source_data
+    from mstt.agent.train import _check_run_folder, check_run_matches, source_data
 
     config = experiment.config
     methods = list(methods or config.eval.methods)
@@ -316,8 +316,8 @@ def evaluate_offline(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train what is missing, then evaluate every method on the same seeds; returns (and writes) the metrics."""
-    from agent.evaluate import PolicyController, make_vector_env, rollout, summarise
-    from agent.tasks import make_task
+    from mstt.agent.evaluate import PolicyController, make_vector_env, rollout, summarise
+    from mstt.agent.tasks import make_task
 
     config = experiment.config
     methods = list(methods or config.eval.methods)

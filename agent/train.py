@@ -18,19 +18,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.data import EpisodeArrays, collect, dataset_record, experiment_root, load_episodes
-from agent.io import check_writable, write_json_atomic
-from agent.experiment import Experiment, component_config
-from agent.tasks import Task, make_task
-from skills.bc import BCPolicy, train_bc
-from skills.critic import MaskedCritic, build_skill_transitions, train_critic
-from skills.dds import DDSSkills, skill_windows, train_skills
-from skills.generator import TrajectoryGenerator, generator_windows, train_generator
-from skills.masks import token_sequence
-from skills.planner import PlannerConfig, SkillPlanner
-from skills.tokenizer import SkillTokenizer, train_tokenizer
-from skills.training import LoopSettings
-from skills.windows import position_windows
+from mstt.agent.data import EpisodeArrays, collect, dataset_record, experiment_root, load_episodes
+from mstt.agent.io import check_writable, write_json_atomic
+from mstt.agent.experiment import Experiment, component_config
+from mstt.agent.tasks import Task, make_task
+from mstt.skills.bc import BCPolicy, train_bc
+from mstt.skills.critic import MaskedCritic, build_skill_transitions, train_critic
+from mstt.skills.dds import DDSSkills, skill_windows, train_skills
+from mstt.skills.generator import TrajectoryGenerator, generator_windows, train_generator
+from mstt.skills.masks import token_sequence
+from mstt.skills.planner import PlannerConfig, SkillPlanner
+from mstt.skills.tokenizer import SkillTokenizer, train_tokenizer
+from mstt.skills.training import LoopSettings
+from mstt.skills.windows import position_windows
 
 RUN_FILE = "run.json"
 DATA_FILE = "data.json"

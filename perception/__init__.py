@@ -12,13 +12,13 @@ one picture of a changed world, a Goal from an instruction, and the agent's stat
 The camera calibration lives in agent/tasks/camera.py. Model backends are imported only when built.
 """
 
-from perception.base import DemoPerceiver
-from perception.errors import BackendError, GoalParseError, PerceptionError
-from perception.factory import available_perceivers, make_perceiver, perceiver_config
-from perception.goals import Goal, GoalSpec, parse_goal
-from perception.overlay import draw_demo
-from perception.scene import Box, MazeGrid, Scene
-from perception.state import PixelStateEstimator, estimate_position
+from mstt.perception.base import DemoPerceiver
+from mstt.perception.errors import BackendError, GoalParseError, PerceptionError
+from mstt.perception.factory import available_perceivers, make_perceiver, perceiver_config
+from mstt.perception.goals import Goal, GoalSpec, parse_goal
+from mstt.perception.overlay import draw_demo
+from mstt.perception.scene import Box, MazeGrid, Scene
+from mstt.perception.state import PixelStateEstimator, estimate_position
 
 __all__ = [
     "BackendError",

@@ -11,8 +11,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from agent.demo import Demo
-from perception.scene import Scene
+from mstt.agent.demo import Demo
+from mstt.perception.scene import Scene
 
 
 @runtime_checkable

@@ -24,8 +24,8 @@ from langchain_core.prompts import ChatPromptTemplate
 from PIL import Image
 from pydantic import BaseModel, ValidationError
 
-from perception.errors import PerceptionError
-from perception.segmentation import as_rgb
+from mstt.perception.errors import PerceptionError
+from mstt.perception.segmentation import as_rgb
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from perception.secrets import scrub
+from mstt.perception.secrets import scrub
 
 
 class PerceptionError(ValueError):

@@ -11,13 +11,13 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from perception.base import DemoPerceiver
+from mstt.perception.base import DemoPerceiver
 
 # name -> (module, perceiver class, config class)
 _BACKENDS: dict[str, tuple[str, str, str]] = {
-    "geometric": ("perception.geometric", "GeometricPerceiver", "GeometricConfig"),
-    "hf": ("perception.hf_vlm", "HFPerceiver", "HFConfig"),
-    "openai": ("perception.openai_vlm", "OpenAIPerceiver", "OpenAIConfig"),
+    "geometric": ("mstt.perception.geometric", "GeometricPerceiver", "GeometricConfig"),
+    "hf": ("mstt.perception.hf_vlm", "HFPerceiver", "HFConfig"),
+    "openai": ("mstt.perception.openai_vlm", "OpenAIPerceiver", "OpenAIConfig"),
 }
 
 

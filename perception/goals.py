@@ -20,18 +20,18 @@ import numpy as np
 from langchain_core.output_parsers import PydanticOutputParser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from perception.chat import ChatModel, ask_structured
-from perception.errors import GoalParseError, PerceptionError
-from perception.goal_routes import RouteError, named_routes
-from perception.goal_words import (
+from mstt.perception.chat import ChatModel, ask_structured
+from mstt.perception.errors import GoalParseError, PerceptionError
+from mstt.perception.goal_routes import RouteError, named_routes
+from mstt.perception.goal_words import (
     FILLER_PHRASES,
     FILLER_WORDS,
     MOTION_VERBS,
     TYPO_TARGETS,
     clean,
 )
-from perception.prompts import load_prompt, scene_description
-from perception.scene import REGION_NAMES, Box, MazeGrid, RegionName, Scene
+from mstt.perception.prompts import load_prompt, scene_description
+from mstt.perception.scene import REGION_NAMES, Box, MazeGrid, RegionName, Scene
 
 log = logging.getLogger(__name__)
 

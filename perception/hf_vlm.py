@@ -16,9 +16,9 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from PIL import Image
 
-from perception.chat import decode_data_url
-from perception.errors import BackendError, check_field, is_count
-from perception.vlm import VLMConfig, VLMPerceiver
+from mstt.perception.chat import decode_data_url
+from mstt.perception.errors import BackendError, check_field, is_count
+from mstt.perception.vlm import VLMConfig, VLMPerceiver
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEFAULT_MAX_NEW_TOKENS = 512

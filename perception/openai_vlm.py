@@ -22,10 +22,10 @@ import openai
 from langchain_core.messages import BaseMessage, convert_to_openai_messages
 from pydantic import BaseModel, Field, ValidationError
 
-from perception.chat import MAX_JSON_DEPTH, MAX_REPLY_CHARS, json_nesting, schema_errors
-from perception.errors import BackendError, check_field, is_count, is_positive_number
-from perception.secrets import hold, key_problem, scrub
-from perception.vlm import VLMConfig, VLMPerceiver
+from mstt.perception.chat import MAX_JSON_DEPTH, MAX_REPLY_CHARS, json_nesting, schema_errors
+from mstt.perception.errors import BackendError, check_field, is_count, is_positive_number
+from mstt.perception.secrets import hold, key_problem, scrub
+from mstt.perception.vlm import VLMConfig, VLMPerceiver
 
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 DEFAULT_TIMEOUT_S = 60.0

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from agent.demo import Demo
-from perception.scene import Scene
-from perception.segmentation import as_rgb
+from mstt.agent.demo import Demo
+from mstt.perception.scene import Scene
+from mstt.perception.segmentation import as_rgb
 
 MIN_OVERLAY_SIDE = 480
 """Smaller pictures are scaled up by an integer factor to at least this side, so the route is legible."""

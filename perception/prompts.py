@@ -1,4 +1,4 @@
-"""Prompt templates, loaded by name from the repository's prompts/ folder as langchain-core templates.
+"""Prompt templates, loaded by name from the prompts/ folder (package data `mstt.prompts`) as langchain-core templates.
 
 A template file is plain text split into turns by lines `[system]`, `[user]` or `[assistant]`; a line
 `<image>` in a user turn becomes an image_url part filled from the variable `image_url`. Variables are
@@ -9,13 +9,14 @@ placeholder, where re-prompts append the model's answer and the reasons it was r
 from __future__ import annotations
 
 import re
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR = Path(str(files("mstt.prompts")))
 IMAGE_LINE = "<image>"
 _TURN = re.compile(r"^\[(system|user|assistant)\]\s*$", re.MULTILINE)
 _ROLE = {"system": "system", "user": "human", "assistant": "ai"}

@@ -14,8 +14,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from perception.errors import PerceptionError
-from perception.segmentation import as_rgb, marker_centroid, read_walls
+from mstt.perception.errors import PerceptionError
+from mstt.perception.segmentation import as_rgb, marker_centroid, read_walls
 
 RegionName = Literal[
     "left", "right", "top", "bottom", "top-left", "top-right", "bottom-left", "bottom-right", "centre"
@@ -262,7 +262,7 @@ class Scene:
         """
         config = task.config
         if config.task == "maze":
-            from agent.tasks.maze import AGENT_Z, WALL_HEIGHT
+            from mstt.agent.tasks.maze import AGENT_Z, WALL_HEIGHT
 
             layout = task.layout
             grid = MazeGrid(walls=layout.walls.copy(), wall_height=WALL_HEIGHT)
@@ -279,7 +279,7 @@ class Scene:
                 goal_marker_z=WALL_HEIGHT / 2,
             )
         if config.task == "fetch":
-            from agent.config import FETCH_WORKSPACE_HIGH, FETCH_WORKSPACE_LOW
+            from mstt.agent.config import FETCH_WORKSPACE_HIGH, FETCH_WORKSPACE_LOW
 
             camera = camera if camera is not None else getattr(task, "camera", None)
             if camera is None:

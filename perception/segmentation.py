@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 if TYPE_CHECKING:
-    from perception.scene import Calibration, MazeGrid
+    from mstt.perception.scene import Calibration, MazeGrid
 
 Marker = Literal["agent", "goal"]
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from perception.errors import PerceptionError, check_field, is_positive_number
-from perception.scene import Scene
-from perception.segmentation import marker_centroid
+from mstt.perception.errors import PerceptionError, check_field, is_positive_number
+from mstt.perception.scene import Scene
+from mstt.perception.segmentation import marker_centroid
 
 
 def estimate_position(frame: Image.Image | np.ndarray, scene: Scene) -> np.ndarray:

@@ -16,14 +16,14 @@ from langchain_core.output_parsers import PydanticOutputParser
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.demo import Demo
-from perception.chat import ChatModel, ask_structured, image_data_url
-from perception.errors import PerceptionError, check_field, is_count, is_positive_number
-from perception.goals import target_for
-from perception.overlay import draw_demo, draw_route, overlay_path
-from perception.prompts import load_prompt, load_text, scene_description
-from perception.scene import Scene
-from perception.validation import ENDPOINT_TOLERANCE, route_problems
+from mstt.agent.demo import Demo
+from mstt.perception.chat import ChatModel, ask_structured, image_data_url
+from mstt.perception.errors import PerceptionError, check_field, is_count, is_positive_number
+from mstt.perception.goals import target_for
+from mstt.perception.overlay import draw_demo, draw_route, overlay_path
+from mstt.perception.prompts import load_prompt, load_text, scene_description
+from mstt.perception.scene import Scene
+from mstt.perception.validation import ENDPOINT_TOLERANCE, route_problems
 
 Frame = Literal["pixel", "normalized"]
 FRAMES: tuple[str, ...] = Frame.__args__

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
-from skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
+from mstt.skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
+from mstt.skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
 
 KIND = "bc_policy"
 

@@ -49,8 +49,8 @@ from torch import nn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
-from skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
+from mstt.skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
+from mstt.skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
 
 CHECKPOINT_KIND = "masked_critic"
 TERMINATION_REWARD = 0.0

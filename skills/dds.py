@@ -26,13 +26,13 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from skills.action_decoder import ActionDecoder, ActionDecoderConfig
-from skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
-from skills.dds_encoder import SkillEncoder, SkillEncoderConfig
-from skills.iql import IQLConfig, IQLLearner, IQLReport, train_iql
-from skills.quantiser import codebook_usage, kmeans_initialise
-from skills.relabel import SkillTransitions, relabel_episode, state_action_windows
-from skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
+from mstt.skills.action_decoder import ActionDecoder, ActionDecoderConfig
+from mstt.skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
+from mstt.skills.dds_encoder import SkillEncoder, SkillEncoderConfig
+from mstt.skills.iql import IQLConfig, IQLLearner, IQLReport, train_iql
+from mstt.skills.quantiser import codebook_usage, kmeans_initialise
+from mstt.skills.relabel import SkillTransitions, relabel_episode, state_action_windows
+from mstt.skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
 
 SKILLS_KIND = "dds_skills"
 SKILLS_DIR, HIGH_LEVEL_DIR = "skills", "high_level"

@@ -15,7 +15,7 @@ import torch
 from einops import repeat
 from torch import nn
 
-from skills.quantiser import build_quantizer, codebook_initialised, codebook_usage, CodebookUsage
+from mstt.skills.quantiser import build_quantizer, codebook_initialised, codebook_usage, CodebookUsage
 
 STD_FLOOR = 1e-6
 """Smallest std a window channel is divided by (constant channels would blow up float noise)."""

@@ -28,8 +28,8 @@ from diffusers.optimization import get_scheduler
 from einops import rearrange, repeat
 from torch import nn
 
-from skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
-from skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
+from mstt.skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
+from mstt.skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
 
 CHECKPOINT_KIND = "trajectory_generator"
 MAX_DEFAULT_INFERENCE_STEPS = 10

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
-from skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
+from mstt.skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
+from mstt.skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
 
 CHECKPOINT_KIND = "iql_learner"
 STD_FLOOR = 1e-6

@@ -14,8 +14,8 @@ from typing import TypeAlias
 import numpy as np
 import torch
 
-from skills.tokenizer import SkillTokenizer
-from skills.windows import (
+from mstt.skills.tokenizer import SkillTokenizer
+from mstt.skills.windows import (
     DEFAULT_OFFSET_SIGMA,
     DEFAULT_TIME_WARP,
     augment_path,

@@ -43,8 +43,8 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import torch
 from einops import rearrange
 
-from skills.critic import GOAL_REWARD, TERMINATION_REWARD, prior_support
-from skills.masks import DemoWindows
+from mstt.skills.critic import GOAL_REWARD, TERMINATION_REWARD, prior_support
+from mstt.skills.masks import DemoWindows
 
 Tensor = torch.Tensor
 FALLBACKS = ("toward_feasible", "nearest_feasible", "error")

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skills.checkpoint import (
+from mstt.skills.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     CheckpointError,
@@ -31,9 +31,9 @@ from skills.checkpoint import (
     load_state,
     save_module,
 )
-from skills.quantiser import build_quantizer
-from skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
-from skills.windows import DEFAULT_DISPLACEMENT_SCALE, WindowFeatures, window_features
+from mstt.skills.quantiser import build_quantizer
+from mstt.skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
+from mstt.skills.windows import DEFAULT_DISPLACEMENT_SCALE, WindowFeatures, window_features
 
 TOKENIZER_KIND = "skill_tokenizer"
 # A codebook using fewer than this share of its codes on its own training data has collapsed: the tokens

@@ -1,7 +1,7 @@
 """Synthetic three-corridor data shared by the tokenizer and mask tests: noisy 2-D paths from one
 start to one goal through three well-separated vias, and a tiny tokenizer config that fits them."""
 
-from skills.tokenizer import TokenizerConfig
+from mstt.skills.tokenizer import TokenizerConfig
 
 STEP = 0.1
 START, GOAL = (0.0, 0.0), (4.0, 0.0)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
-from agent.demo import Demo
+from mstt.agent.cli import main
+from mstt.agent.demo import Demo
 
 
 def test_help_lists_subcommands() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "mstt.agent.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
     for command in ("collect", "demo-make", "render", "theory"):
         assert command in out

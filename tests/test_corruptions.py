@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.config import load_config
-from agent.corruptions import CORRUPTIONS, DEFAULT_LEVELS, corrupt, parse_corruption
-from agent.demo import Demo
-from agent.tasks import make_task
+from mstt.agent.config import load_config
+from mstt.agent.corruptions import CORRUPTIONS, DEFAULT_LEVELS, corrupt, parse_corruption
+from mstt.agent.demo import Demo
+from mstt.agent.tasks import make_task
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -85,7 +85,7 @@ def test_a_bare_name_means_its_default_level() -> None:
 def test_demo_make_writes_a_corrupted_demo_and_refuses_one_the_check_refuses(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from agent.cli import main
+    from mstt.agent.cli import main
 
     out = tmp_path / "cut.json"
     assert main(["demo-make", str(CONFIGS / "maze/t1.yaml"), "--out", str(out), "--corrupt", "corner_cut=3"]) == 0

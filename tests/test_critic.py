@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from skills.checkpoint import CheckpointError
-from skills.critic import (
+from mstt.skills.checkpoint import CheckpointError
+from mstt.skills.critic import (
     TERMINATION_REWARD,
     CriticConfig,
     CriticReport,
@@ -27,7 +27,7 @@ from skills.critic import (
     train_critic,
     _Sampler,
 )
-from skills.generator import GeneratorConfig, TrajectoryGenerator
+from mstt.skills.generator import GeneratorConfig, TrajectoryGenerator
 
 HORIZON = 2
 NUM_SKILLS = 8

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.config import load_config
-from agent.data import collect, load_episodes
-from agent.tasks import make_task
+from mstt.agent.config import load_config
+from mstt.agent.data import collect, load_episodes
+from mstt.agent.tasks import make_task
 
 
 def test_collect_load_round_trip(configs: Path, tmp_path: Path) -> None:

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from skills.action_decoder import ActionDecoder, ActionDecoderConfig
-from skills.dds import DDSAgent, DDSConfig, train_dds, train_skills
-from skills.dds_encoder import SkillEncoderConfig
-from skills.iql import (
+from mstt.skills.action_decoder import ActionDecoder, ActionDecoderConfig
+from mstt.skills.dds import DDSAgent, DDSConfig, train_dds, train_skills
+from mstt.skills.dds_encoder import SkillEncoderConfig
+from mstt.skills.iql import (
     IQLConfig, IQLLearner, awr_weights, deterministic_awr_loss, discrete_awr_loss, expectile_loss, q_loss, train_iql,
     value_loss,
 )  # fmt: skip
-from skills.quantiser import codebook_usage
-from skills.relabel import relabel_episode, state_action_windows, window_starts
+from mstt.skills.quantiser import codebook_usage
+from mstt.skills.relabel import relabel_episode, state_action_windows, window_starts
 
 TINY_ENCODER = SkillEncoderConfig(horizon=4, codebook_size=4, code_dim=8, width=16, layers=1, heads=2,
                                   kmeans_init_samples=400, threshold_ema_dead_code=1.0)  # fmt: skip
@@ -230,7 +230,7 @@ def offline_file(configs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_train_and_eval_select_the_offline_algorithms_by_the_config(offline_file: Path, tmp_path: Path) -> None:
-    from agent.cli import main
+    from mstt.agent.cli import main
 
     run, out = tmp_path / "run", tmp_path / "eval.json"
     assert main(["train", str(offline_file), "--run", str(run), "--device", "cpu", "--quiet"]) == 0
@@ -240,7 +240,7 @@ def test_train_and_eval_select_the_offline_algorithms_by_the_config(offline_file
 
 
 def test_offline_cli_end_to_end(offline_file: Path, tmp_path: Path) -> None:
-    from agent.cli import main
+    from mstt.agent.cli import main
 
     run, out = tmp_path / "run", tmp_path / "offline.json"
     assert main(["offline", str(offline_file), "--run", str(run), "--episodes", "3", "--json", str(out), "--quiet"]) == 0
@@ -268,7 +268,7 @@ def test_offline_cli_end_to_end(offline_file: Path, tmp_path: Path) -> None:
 
 
 def test_offline_config_errors(configs: Path, tmp_path: Path) -> None:
-    from agent.cli import main
+    from mstt.agent.cli import main
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"extends: {configs / 'offline/tiny.yaml'}\nsource: {configs / 'maze/umaze.yaml'}\n"

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from agent.config import ConfigError
-from agent.evaluate import SkillExecutorController
-from agent.experiment import DEFAULT_METHODS, load_experiment
-from skills.action_decoder import ActionDecoderConfig
-from skills.dds import DDSConfig, DDSSkills, train_skills
-from skills.dds_encoder import SkillEncoderConfig
+from mstt.agent.config import ConfigError
+from mstt.agent.evaluate import SkillExecutorController
+from mstt.agent.experiment import DEFAULT_METHODS, load_experiment
+from mstt.skills.action_decoder import ActionDecoderConfig
+from mstt.skills.dds import DDSConfig, DDSSkills, train_skills
+from mstt.skills.dds_encoder import SkillEncoderConfig
 
 S, A, H, H_DDS, E = 4, 2, 6, 3, 3
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from skills.checkpoint import CheckpointError
-from skills.critic import CriticConfig, MaskedCritic
-from skills.generator import (
+from mstt.skills.checkpoint import CheckpointError
+from mstt.skills.critic import CriticConfig, MaskedCritic
+from mstt.skills.generator import (
     GeneratorConfig,
     GeneratorReport,
     TrajectoryGenerator,

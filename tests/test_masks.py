@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skills.masks import (
+from mstt.skills.masks import (
     MaskInferenceConfig,
     bernoulli_masks,
     infer_mask,
@@ -19,8 +19,8 @@ from skills.masks import (
     segment_masks,
     token_sequence,
 )
-from skills.tokenizer import SkillTokenizer, train_tokenizer
-from skills.windows import augment_path, position_windows, resample_path
+from mstt.skills.tokenizer import SkillTokenizer, train_tokenizer
+from mstt.skills.windows import augment_path, position_windows, resample_path
 
 from corridors import EPISODES_PER_ROUTE, GOAL, HORIZON, MIDDLE_X, NOISE, START, STEP, TINY, VIAS
 

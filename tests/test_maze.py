@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from agent.config import load_config
-from agent.tasks import make_task
-from agent.tasks.maze import GOAL_RADIUS, MazeLayout, MazeTask
+from mstt.agent.config import load_config
+from mstt.agent.tasks import make_task
+from mstt.agent.tasks.maze import GOAL_RADIUS, MazeLayout, MazeTask
 
 VARIANTS = ["source", "t1", "t2", "t3", "umaze", "medium", "large"]
 # Cells that only the top, middle and bottom routes of the three-routes maze pass through.

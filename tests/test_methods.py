@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
-from agent.methods import DEFAULT_METHODS, METHODS
+from mstt.agent.cli import main
+from mstt.agent.methods import DEFAULT_METHODS, METHODS
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

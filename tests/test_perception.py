@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from agent.config import load_config
-from agent.demo import Demo
-from agent.tasks import make_task
-from agent.tasks.camera import FreeCamera
-from agent.tasks.maze import MazeTask
-from perception import (
+from mstt.agent.config import load_config
+from mstt.agent.demo import Demo
+from mstt.agent.tasks import make_task
+from mstt.agent.tasks.camera import FreeCamera
+from mstt.agent.tasks.maze import MazeTask
+from mstt.perception import (
     DemoPerceiver,
     GoalParseError,
     PerceptionError,
@@ -29,8 +29,8 @@ from perception import (
     make_perceiver,
     parse_goal,
 )
-from perception.prompts import load_prompt
-from perception.validation import route_problems
+from mstt.perception.prompts import load_prompt
+from mstt.perception.validation import route_problems
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 # Cells that only the top, middle and bottom routes of the three-routes maze pass through.

@@ -22,14 +22,14 @@ from transformers import (
 )
 from transformers.models.idefics3 import Idefics3ImageProcessorPil
 
-from agent.config import load_config
-from agent.tasks import make_task
-from agent.tasks.maze import MazeTask
-from perception import BackendError, PerceptionError, Scene, make_perceiver
-from perception.chat import image_data_url
-from perception.hf_vlm import to_hf_conversation
-from perception.prompts import PROMPTS_DIR
-from perception.vlm import ROUTE_PARSER
+from mstt.agent.config import load_config
+from mstt.agent.tasks import make_task
+from mstt.agent.tasks.maze import MazeTask
+from mstt.perception import BackendError, PerceptionError, Scene, make_perceiver
+from mstt.perception.chat import image_data_url
+from mstt.perception.hf_vlm import to_hf_conversation
+from mstt.perception.prompts import PROMPTS_DIR
+from mstt.perception.vlm import ROUTE_PARSER
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 # SmolVLM-Instruct's chat template: every role, content as a list of text and image parts.

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.config import load_config
-from agent.tasks import make_task
-from agent.tasks.camera import FreeCamera
-from agent.tasks.maze import MazeTask
-from perception import BackendError, GoalParseError, PerceptionError, Scene, make_perceiver, parse_goal
-from perception.chat import decode_data_url
-from perception.openai_vlm import OpenAIChat, OpenAIConfig
+from mstt.agent.config import load_config
+from mstt.agent.tasks import make_task
+from mstt.agent.tasks.camera import FreeCamera
+from mstt.agent.tasks.maze import MazeTask
+from mstt.perception import BackendError, GoalParseError, PerceptionError, Scene, make_perceiver, parse_goal
+from mstt.perception.chat import decode_data_url
+from mstt.perception.openai_vlm import OpenAIChat, OpenAIConfig
 
 KEY_ENV = "MSTT_TEST_OPENAI_KEY"
 SECRET = "sk-test-9f8e7d6c5b4a-do-not-leak"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
-from agent.experiment import component_config, load_experiment
-from agent.demo import Demo
-from agent.train import RunMismatchError, train
-from agent.transfer import evaluate_transfer
+from mstt.agent.cli import main
+from mstt.agent.experiment import component_config, load_experiment
+from mstt.agent.demo import Demo
+from mstt.agent.train import RunMismatchError, train
+from mstt.agent.transfer import evaluate_transfer
 
 METRICS = {"goal_rate", "goal_ci95", "return_mean", "failure_rate", "cost_mean", "steps_mean", "mask_size"}
 
@@ -167,8 +167,8 @@ def test_device_override_keeps_the_fingerprint(experiment_file: Path) -> None:
 def test_experiment_seed_reaches_every_component() -> None:
     """`seed: N` at the top of an experiment retrains every component (nested configs too) from other draws;
     seed 0 keeps the components' own seeds, and 'auto' devices take the experiment's."""
-    from skills.critic import CriticConfig
-    from skills.dds import DDSConfig
+    from mstt.skills.critic import CriticConfig
+    from mstt.skills.dds import DDSConfig
 
     critic = component_config(CriticConfig(seed=3), "cpu", 2)
     assert (critic.seed, critic.device) == (5, "cpu")

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.config import load_config
-from agent.evaluate import make_vector_env
-from agent.pixels import TRUE_POSITION_KEY, PixelObservation
-from agent.tasks import make_task
+from mstt.agent.config import load_config
+from mstt.agent.evaluate import make_vector_env
+from mstt.agent.pixels import TRUE_POSITION_KEY, PixelObservation
+from mstt.agent.tasks import make_task
 
 POSITION_TOLERANCE = 0.06
 """World units; one pixel of the 480x480 frame is ~0.03."""
@@ -49,7 +49,7 @@ def test_pixel_mode_refuses_an_env_without_frames(configs: Path) -> None:
 
 
 def test_a_hidden_marker_is_carried_on_by_its_velocity(configs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import perception
+    import mstt.perception
 
     task = make_task(load_config(configs / "maze/t1.yaml"))
     env = PixelObservation(task.make_env(render_mode="rgb_array"), task)
@@ -60,9 +60,9 @@ def test_a_hidden_marker_is_carried_on_by_its_velocity(configs: Path, monkeypatc
         seen = obs["achieved_goal"].copy()
 
         def hidden(*args: object) -> np.ndarray:
-            raise perception.PerceptionError("no agent (green marker) visible in the frame")
+            raise mstt.perception.PerceptionError("no agent (green marker) visible in the frame")
 
-        monkeypatch.setattr(perception, "estimate_position", hidden)
+        monkeypatch.setattr(mstt.perception, "estimate_position", hidden)
         obs, _, _, _, info = env.step(np.array([0.0, 1.0]))
         assert env.hidden_frames == 1
         assert obs["achieved_goal"][1] > seen[1]  # still moving up, by the last velocity

@@ -11,10 +11,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skills.critic import CriticConfig, MaskedCritic
-from skills.masks import DemoWindows
-from skills.generator import GeneratorConfig, TrajectoryGenerator
-from skills.planner import (
+from mstt.skills.critic import CriticConfig, MaskedCritic
+from mstt.skills.masks import DemoWindows
+from mstt.skills.generator import GeneratorConfig, TrajectoryGenerator
+from mstt.skills.planner import (
     CandidateGenerator,
     PlannerConfig,
     SkillCritic,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skills.theory import (
+from mstt.skills.theory import (
     TheoryConfig,
     build_four_rooms,
     evaluate_policy,

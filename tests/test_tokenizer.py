@@ -13,8 +13,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skills.checkpoint import CheckpointError, save_module
-from skills.tokenizer import (
+from mstt.skills.checkpoint import CheckpointError, save_module
+from mstt.skills.tokenizer import (
     CodebookCollapseError,
     CodebookCollapseWarning,
     SkillTokenizer,
@@ -22,7 +22,7 @@ from skills.tokenizer import (
     TokenizerReport,
     train_tokenizer,
 )
-from skills.windows import WindowFeatures, position_windows, resample_path, window_features
+from mstt.skills.windows import WindowFeatures, position_windows, resample_path, window_features
 
 from corridors import EPISODES_PER_ROUTE, GOAL, HORIZON, MIDDLE_X, NOISE, START, STEP, TINY, VIAS
 

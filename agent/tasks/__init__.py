@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from agent.tasks.base import Episode, Task
+from mstt.agent.tasks.base import Episode, Task
 
 
 def _families() -> dict[str, tuple[Callable[[Any], Task], Callable[[Any], None]]]:
     # Imported lazily: building a task pulls in MuJoCo, which config loading alone should not.
-    from agent.tasks.fetch import FetchTask, validate_fetch_config
-    from agent.tasks.maze import MazeTask, validate_maze_config
+    from mstt.agent.tasks.fetch import FetchTask, validate_fetch_config
+    from mstt.agent.tasks.maze import MazeTask, validate_maze_config
 
     return {
         "maze": (MazeTask, validate_maze_config),

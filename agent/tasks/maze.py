@@ -17,10 +17,10 @@ import gymnasium_robotics
 import numpy as np
 from gymnasium_robotics.envs.maze import maps
 
-from agent.config import FREE, GOAL, MAZE_CHARS, START, WALL, ConfigError, MazeConfig, config_file
-from agent.demo import Demo
-from agent.tasks.base import Episode, EpisodeRecorder, PathCheck, segment_samples
-from agent.tasks.camera import FreeCamera
+from mstt.agent.config import FREE, GOAL, MAZE_CHARS, START, WALL, ConfigError, MazeConfig, config_file
+from mstt.agent.demo import Demo
+from mstt.agent.tasks.base import Episode, EpisodeRecorder, PathCheck, segment_samples
+from mstt.agent.tasks.camera import FreeCamera
 
 gym.register_envs(gymnasium_robotics)
 

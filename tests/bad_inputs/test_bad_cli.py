@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-import agent.cli as cli
-from agent.config import ConfigError
-from agent.data import DatasetMismatchError
-from agent.io import UnwritablePathError
-from skills.training import DamagedCheckpointError
+import mstt.agent.cli as cli
+from mstt.agent.config import ConfigError
+from mstt.agent.data import DatasetMismatchError
+from mstt.agent.io import UnwritablePathError
+from mstt.skills.training import DamagedCheckpointError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

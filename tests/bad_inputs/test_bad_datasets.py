@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
-from agent.config import load_config
-from agent.data import RECORD_KEY, DatasetMismatchError, collect, dataset_record, load_episodes
-from agent.experiment import load_experiment
-from agent.tasks import make_task
-from agent.train import source_data
+from mstt.agent.cli import main
+from mstt.agent.config import load_config
+from mstt.agent.data import RECORD_KEY, DatasetMismatchError, collect, dataset_record, load_episodes
+from mstt.agent.experiment import load_experiment
+from mstt.agent.tasks import make_task
+from mstt.agent.train import source_data
 
 COLLECTED = 1200
 """Steps of the dataset every test here shares (two episodes of the source maze)."""

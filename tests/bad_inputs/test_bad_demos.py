@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.config import load_config
-from agent.demo import Demo
-from agent.tasks import make_task
-from agent.transfer import check_demo
+from mstt.agent.config import load_config
+from mstt.agent.demo import Demo
+from mstt.agent.tasks import make_task
+from mstt.agent.transfer import check_demo
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,12 @@ import pytest
 import yaml
 from langchain_core.messages import BaseMessage
 
-from agent.config import load_config
-from agent.tasks import make_task
-from agent.tasks.camera import FreeCamera
-from perception import Goal, GoalParseError, GoalSpec, Scene, parse_goal
-from perception.goal_words import correct_word
-from perception.goals import KNOWN_WORDS, GoalNotUnderstood, llm_fallback, target_for
+from mstt.agent.config import load_config
+from mstt.agent.tasks import make_task
+from mstt.agent.tasks.camera import FreeCamera
+from mstt.perception import Goal, GoalParseError, GoalSpec, Scene, parse_goal
+from mstt.perception.goal_words import correct_word
+from mstt.perception.goals import KNOWN_WORDS, GoalNotUnderstood, llm_fallback, target_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SENTENCES = ROOT / "tests" / "data" / "goal_sentences.yaml"

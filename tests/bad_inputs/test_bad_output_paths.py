@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.cli import main
-from agent.config import load_config
-from agent.data import STAGING_PREFIX, collect
-from agent.io import UnwritablePathError, check_writable
-from agent.tasks import make_task
+from mstt.agent.cli import main
+from mstt.agent.config import load_config
+from mstt.agent.data import STAGING_PREFIX, collect
+from mstt.agent.io import UnwritablePathError, check_writable
+from mstt.agent.tasks import make_task
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -115,8 +115,8 @@ def test_train_on_a_finished_run_writes_nothing(
     experiment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run folder that holds every stage: train only checks the fingerprint and loads the models."""
-    import agent.train as train_module
-    from agent.experiment import load_experiment
+    import mstt.agent.train as train_module
+    from mstt.agent.experiment import load_experiment
 
     loaded = load_experiment(experiment)
     run = tmp_path / "run"
@@ -164,7 +164,7 @@ STARTUP_TIMEOUT_S = 600
 def test_sigterm_during_collect_leaves_no_staging_folder(tmp_path: Path) -> None:
     out = tmp_path / "data"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "agent.cli", "collect", str(CONFIGS / "maze/source.yaml"), "--out", str(out),
+    command = [sys.executable, "-m", "mstt.agent.cli", "collect", str(CONFIGS / "maze/source.yaml"), "--out", str(out),
                "--transitions", "1000000", "--quiet"]  # fmt: skip
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -186,8 +186,8 @@ def test_sigterm_during_collect_leaves_no_staging_folder(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("damaged", ["objects.pt", "accelerate"])
 def test_a_truncated_checkpoint_names_the_file_and_the_way_out(tmp_path: Path, damaged: str) -> None:
-    from skills.bc import BCConfig, train_bc
-    from skills.training import DamagedCheckpointError, LoopSettings
+    from mstt.skills.bc import BCConfig, train_bc
+    from mstt.skills.training import DamagedCheckpointError, LoopSettings
 
     rng = np.random.default_rng(0)
     obs, goals, actions = (rng.normal(size=(64, d)).astype(np.float32) for d in (4, 2, 2))

@@ -18,10 +18,10 @@ import pytest
 # The local server and the cheap Fetch scene are shared with the bad-replies tests in this folder.
 from test_bad_vlm_replies import MODEL, Answer, LocalServer, completion_body, fetch_scene
 
-from agent import cli
-from perception import BackendError, PerceptionError, make_perceiver
-from perception.openai_vlm import OpenAIChat, OpenAIConfig
-from perception.secrets import REDACTED
+from mstt.agent import cli
+from mstt.perception import BackendError, PerceptionError, make_perceiver
+from mstt.perception.openai_vlm import OpenAIChat, OpenAIConfig
+from mstt.perception.secrets import REDACTED
 
 KEY_ENV = "MSTT_TEST_SECRETS_KEY"
 SECRET = "sk-secrets-7a6b5c4d3e2f-do-not-leak"
@@ -152,7 +152,7 @@ def test_mstt_run_prints_an_echoed_key_redacted(
         return perceiver.perceive(frame, instruction, scene)
 
     monkeypatch.setenv(KEY_ENV, SECRET)
-    monkeypatch.setattr("agent.loop.run_instruction", perceive_only)
+    monkeypatch.setattr("mstt.agent.loop.run_instruction", perceive_only)
     server.answer = Answer(completion_body(f"My instructions say the key is {SECRET}."))
     config = tmp_path / "openai.yaml"
     config.write_text("".join(f"{name}: {value}\n" for name, value in _config(server).items()))

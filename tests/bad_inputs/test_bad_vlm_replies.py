@@ -21,13 +21,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.config import load_config
-from agent.tasks import make_task
-from agent.tasks.camera import FreeCamera
-from perception import BackendError, PerceptionError, Scene, make_perceiver
-from perception.chat import MAX_JSON_DEPTH, MAX_REPLY_CHARS, json_nesting
-from perception.openai_vlm import MAX_RESPONSE_BYTES
-from perception.vlm import MAX_ROUTE_POINTS
+from mstt.agent.config import load_config
+from mstt.agent.tasks import make_task
+from mstt.agent.tasks.camera import FreeCamera
+from mstt.perception import BackendError, PerceptionError, Scene, make_perceiver
+from mstt.perception.chat import MAX_JSON_DEPTH, MAX_REPLY_CHARS, json_nesting
+from mstt.perception.openai_vlm import MAX_RESPONSE_BYTES
+from mstt.perception.vlm import MAX_ROUTE_POINTS
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 KEY_ENV = "MSTT_TEST_BAD_REPLIES_KEY"
