@@ -16,10 +16,30 @@ from typing import Literal
 # Offscreen rendering: MuJoCo must pick its GL backend before it is first imported.
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from mstt.agent.config import ConfigError, Override, check_device, command_line_overrides, load_config  # noqa: E402
-from mstt.agent.io import UnwritablePathError, check_writable  # noqa: E402
-from mstt.agent.methods import AGENT_POLICIES  # noqa: E402
+from mstt.agent.core.config import ConfigError, Override, check_device, command_line_overrides  # noqa: E402
+from mstt.agent.worlds import load_config
+from mstt.agent.core.io import UnwritablePathError, check_writable  # noqa: E402
+from mstt.agent.experiments.methods import AGENT_POLICIES  # noqa: E402
 from mstt.perception.errors import BackendError  # noqa: E402
+from mstt.agent.worlds.data import collect
+from mstt.agent.worlds import make_task
+from mstt.agent.core.config import _read_yaml
+from mstt.agent.experiments.experiment import load_experiment
+from mstt.agent.experiments.train import train
+from mstt.agent.experiments.offline import load_offline_experiment, train_offline
+from mstt.agent.experiments.evaluate import evaluate_transfer
+from mstt.agent.experiments.corruptions import parse_corruption
+from mstt.agent.experiments.offline import evaluate_offline, load_offline_experiment
+from mstt.agent.experiments.agent_loop import run_instruction
+from mstt.agent.experiments.corruptions import corrupt, parse_corruption
+from mstt.agent.experiments.evaluate import check_demo
+from mstt.agent.experiments.bench import collection_rate
+from mstt.agent.experiments.bench import planning_latency
+from mstt.agent.experiments.train import check_run_matches, load_models
+from mstt.agent.core.demo import Demo
+from mstt.agent.experiments.evaluate import demo_mask
+from mstt.agent.experiments.bench import token_routes
+from mstt.skills.theory import TheoryConfig, run_theory
 
 EXIT_USER_ERROR = 2
 
@@ -47,8 +67,6 @@ def _version() -> str:
 
 
 def _collect(args: argparse.Namespace) -> None:
-    from mstt.agent.data import collect
-    from mstt.agent.tasks import make_task
 
     task = make_task(load_config(args.config))
     summary = collect(task, args.transitions, args.out, args.seed, progress=not args.quiet)
@@ -73,17 +91,13 @@ def _overrides(args: argparse.Namespace) -> list[Override]:
 
 def _experiment_kind(path: str) -> str:
     """The config's `experiment:` field ('mstt' transfer or 'offline' RL), `extends:` resolved."""
-    from mstt.agent.config import _read_yaml
 
     return str(_read_yaml(Path(path).resolve()).get("experiment"))
 
 
 def _train(args: argparse.Namespace) -> None:
-    from mstt.agent.experiment import load_experiment
-    from mstt.agent.train import train
 
     if _experiment_kind(args.config) == "offline":
-        from mstt.agent.offline import load_offline_experiment, train_offline
 
         offline = load_offline_experiment(args.config, _overrides(args))
         if args.device is not None:
@@ -99,15 +113,12 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from mstt.agent.experiment import load_experiment
-    from mstt.agent.transfer import evaluate_transfer
 
     _check_output(args.json, "--json", "file")
     _check_output(args.figures, "--figures", "folder")
     if _experiment_kind(args.config) == "offline":
         _offline(args)
         return
-    from mstt.agent.corruptions import parse_corruption
 
     corruption = parse_corruption(args.corrupt) if args.corrupt else None
     evaluate_transfer(
@@ -120,7 +131,6 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _offline(args: argparse.Namespace) -> None:
-    from mstt.agent.offline import evaluate_offline, load_offline_experiment
 
     _check_output(args.json, "--json", "file")
     experiment = load_offline_experiment(args.config, _overrides(args))
@@ -135,9 +145,6 @@ def _offline(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from mstt.agent.config import _read_yaml
-    from mstt.agent.experiment import load_experiment
-    from mstt.agent.loop import run_instruction
 
     _check_output(args.out, "--out", "folder")
     # the one YAML reader: a missing file, a duplicate key or a non-UTF-8 file is named like in every config
@@ -153,10 +160,7 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _demo_make(args: argparse.Namespace) -> None:
-    from mstt.agent.tasks import make_task
 
-    from mstt.agent.corruptions import corrupt, parse_corruption
-    from mstt.agent.transfer import check_demo
 
     config = load_config(args.config)
     _check_output(args.out, "--out", "file")
@@ -174,7 +178,6 @@ def _demo_make(args: argparse.Namespace) -> None:
 def _render(args: argparse.Namespace) -> None:
     from PIL import Image
 
-    from mstt.agent.tasks import make_task
 
     task = make_task(load_config(args.config))
     _check_output(args.out, "--out", "file")
@@ -324,8 +327,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _bench_collect(args: argparse.Namespace) -> None:
-    from mstt.agent.bench import collection_rate
-    from mstt.agent.tasks import make_task
 
     result = collection_rate(make_task(load_config(args.config)), args.transitions, args.repeats)
     print(f"machine: {result['machine']}")
@@ -339,17 +340,12 @@ def _bench_plan(args: argparse.Namespace) -> None:
 
     import torch
 
-    from mstt.agent.bench import planning_latency
-    from mstt.agent.experiment import load_experiment
-    from mstt.agent.train import check_run_matches, load_models
 
     torch.set_num_threads(args.threads)
     experiment = load_experiment(args.config, _overrides(args))
     check_run_matches(args.run, experiment)
     from dataclasses import replace
 
-    from mstt.agent.demo import Demo
-    from mstt.agent.transfer import demo_mask
 
     planner = replace(experiment.config.planner, n_candidates=args.candidates)
     models = load_models(args.run)
@@ -364,9 +360,6 @@ def _bench_plan(args: argparse.Namespace) -> None:
 def _bench_tokens(args: argparse.Namespace) -> None:
     import json
 
-    from mstt.agent.bench import token_routes
-    from mstt.agent.experiment import load_experiment
-    from mstt.agent.train import check_run_matches, load_models
 
     experiment = load_experiment(args.config, _overrides(args))
     check_run_matches(args.run, experiment)
@@ -375,7 +368,6 @@ def _bench_tokens(args: argparse.Namespace) -> None:
 
 
 def _theory(args: argparse.Namespace) -> None:
-    from mstt.skills.theory import TheoryConfig, run_theory
 
     _check_output(args.json, "--json", "file")
     _check_output(args.png, "--png", "file")

@@ -1,7 +1,7 @@
 """Perception: turns pixels and sentences into what the agent needs — an observation-only Demo read off
 one picture of a changed world, a Goal from an instruction, and the agent's state from frames.
 
-    make_perceiver(name, config).perceive(image, instruction, scene) -> agent.demo.Demo
+    make_perceiver(name, config).perceive(image, instruction, scene) -> mstt.agent.core.demo.Demo
         backends: 'geometric' (offline, no model), 'hf' (local transformers VLM), 'openai' (any
         OpenAI-compatible server); prompts in prompts/, one answer schema, validation and re-prompts.
     draw_demo(image, demo, scene, path)          the demo drawn over the picture, as a PNG
@@ -9,7 +9,7 @@ one picture of a changed world, a Goal from an instruction, and the agent's stat
     estimate_position(frame, scene), PixelStateEstimator(scene, dt)
     Scene.from_task(task)                        calibration, map, start and goal of a task variant
 
-The camera calibration lives in agent/tasks/camera.py. Model backends are imported only when built.
+The camera calibration lives in agent/core/camera.py. Model backends are imported only when built.
 """
 
 from mstt.perception.base import DemoPerceiver
@@ -17,7 +17,9 @@ from mstt.perception.errors import BackendError, GoalParseError, PerceptionError
 from mstt.perception.factory import available_perceivers, make_perceiver, perceiver_config
 from mstt.perception.goals import Goal, GoalSpec, parse_goal
 from mstt.perception.overlay import draw_demo
-from mstt.perception.scene import Box, MazeGrid, Scene
+from mstt.perception.scene import Scene
+from mstt.perception.geometry import Box
+from mstt.perception.geometry import MazeGrid
 from mstt.perception.state import PixelStateEstimator, estimate_position
 
 __all__ = [

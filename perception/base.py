@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from mstt.agent.demo import Demo
+from mstt.agent.core.demo import Demo
 from mstt.perception.scene import Scene
 
 

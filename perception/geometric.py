@@ -15,14 +15,16 @@ from typing import cast
 import numpy as np
 from PIL import Image
 
-from mstt.agent.config import FREE, WALL, MazeConfig
-from mstt.agent.demo import Demo
+from mstt.agent.core.config import FREE, WALL, MazeConfig
+from mstt.agent.core.demo import Demo
 from mstt.perception.errors import PerceptionError, check_field, is_positive_number
 from mstt.perception.goals import parse_goal
 from mstt.perception.overlay import draw_demo, overlay_path
-from mstt.perception.scene import MazeGrid, Scene
+from mstt.perception.scene import Scene
+from mstt.perception.geometry import MazeGrid
 from mstt.perception.segmentation import CELL_PATCH, WALL_SHARE, read_walls
 from mstt.perception.validation import ENDPOINT_TOLERANCE, route_problems
+from mstt.agent.core.maze_layout import MazeLayout
 
 DEMO_SOURCE = "scripted"
 
@@ -125,7 +127,6 @@ class GeometricPerceiver:
         blocked: np.ndarray, start: tuple[int, int], goal: tuple[int, int], scene: Scene
     ) -> list[tuple[int, int]]:
         """Cells from start to goal on the perceived grid, by the maze's own BFS."""
-        from mstt.agent.tasks.maze import MazeLayout
 
         marks = {start: "S", goal: "G"}
         for cell, what in ((start, "agent"), (goal, "target")):

@@ -11,7 +11,7 @@ from itertools import islice
 import networkx as nx
 import numpy as np
 
-from mstt.perception.scene import MazeGrid
+from mstt.perception.geometry import MazeGrid
 
 Cell = tuple[int, int]
 MAX_NAMED_ROUTES = 32

@@ -31,7 +31,9 @@ from mstt.perception.goal_words import (
     clean,
 )
 from mstt.perception.prompts import load_prompt, scene_description
-from mstt.perception.scene import REGION_NAMES, Box, MazeGrid, RegionName, Scene
+from mstt.perception.scene import REGION_NAMES, RegionName, Scene
+from mstt.perception.geometry import Box
+from mstt.perception.geometry import MazeGrid
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mstt.agent.demo import Demo
+from mstt.agent.core.demo import Demo
 from mstt.perception.scene import Scene
 from mstt.perception.segmentation import as_rgb
 

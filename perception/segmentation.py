@@ -7,13 +7,12 @@ ball and the goal as a translucent red ball; the thresholds below separate these
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 
-if TYPE_CHECKING:
-    from mstt.perception.scene import Calibration, MazeGrid
+from mstt.perception.geometry import Calibration, MazeGrid
 
 Marker = Literal["agent", "goal"]
 

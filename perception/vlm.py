@@ -16,7 +16,7 @@ from langchain_core.output_parsers import PydanticOutputParser
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from mstt.agent.demo import Demo
+from mstt.agent.core.demo import Demo
 from mstt.perception.chat import ChatModel, ask_structured, image_data_url
 from mstt.perception.errors import PerceptionError, check_field, is_count, is_positive_number
 from mstt.perception.goals import target_for

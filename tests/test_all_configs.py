@@ -13,14 +13,13 @@ from typing import Any
 
 import pytest
 
+from mstt.agent import cli
 from mstt.agent.cli import main
-from mstt.agent.config import (
-    ABLATIONS_FILE, ConfigError, FetchConfig, MazeConfig, _read_yaml, command_line_overrides, load_ablations,
-    load_config,
-)  # fmt: skip
-from mstt.agent.experiment import Experiment, load_experiment
-from mstt.agent.offline import OfflineExperiment, load_offline_experiment
-from mstt.agent.train import RUN_FILE
+from mstt.agent.core.config import ABLATIONS_FILE, ConfigError, FetchConfig, MazeConfig, _read_yaml, command_line_overrides, load_ablations
+from mstt.agent.worlds import load_config  # fmt: skip
+from mstt.agent.experiments.experiment import Experiment, load_experiment
+from mstt.agent.experiments.offline import OfflineExperiment, load_offline_experiment
+from mstt.agent.experiments.train import RUN_FILE
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 ALL_YAML = sorted(str(path.relative_to(CONFIGS)) for path in CONFIGS.rglob("*.yaml"))
@@ -217,12 +216,9 @@ def test_a_bad_ablations_file_names_its_field(tmp_path: Path) -> None:
 def test_train_and_offline_pass_overrides_to_the_experiment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mstt.agent.offline
-    import mstt.agent.train
-
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(mstt.agent.train, "train", lambda experiment, run, progress: seen.update(mstt=experiment))
-    monkeypatch.setattr(mstt.agent.offline, "evaluate_offline", lambda experiment, *a, **k: seen.update(offline=experiment)
+    monkeypatch.setattr(cli, "train", lambda experiment, run, progress: seen.update(mstt=experiment))
+    monkeypatch.setattr(cli, "evaluate_offline", lambda experiment, *a, **k: seen.update(offline=experiment)
                         or {"methods": {}})  # fmt: skip
     assert main(["train", str(CONFIGS / "maze/mstt.yaml"), "--run", str(tmp_path / "a"), "--seed", "2",
                  "--ablation", "planner_token", "--set", "bc.steps=7"]) == 0  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mstt.agent.cli import main
-from mstt.agent.demo import Demo
+from mstt.agent.core.demo import Demo
 
 
 def test_help_lists_subcommands() -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mstt.agent.config import ConfigError, FetchConfig, MazeConfig, load_config
+from mstt.agent.core.config import ConfigError, FetchConfig, MazeConfig
+from mstt.agent.worlds import load_config
 
 ALL_VARIANTS = [
     "maze/source.yaml", "maze/t1.yaml", "maze/t2.yaml", "maze/t3.yaml",

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mstt.agent.config import load_config
-from mstt.agent.corruptions import CORRUPTIONS, DEFAULT_LEVELS, corrupt, parse_corruption
-from mstt.agent.demo import Demo
-from mstt.agent.tasks import make_task
+from mstt.agent.worlds import load_config
+from mstt.agent.experiments.corruptions import CORRUPTIONS, DEFAULT_LEVELS, corrupt, parse_corruption
+from mstt.agent.core.demo import Demo
+from mstt.agent.worlds import make_task
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mstt.agent.config import load_config
-from mstt.agent.demo import Demo
-from mstt.agent.evaluate import DemoTracker, make_vector_env, rollout
-from mstt.agent.tasks import make_task
-from mstt.agent.transfer import task_demo
+from mstt.agent.worlds import load_config
+from mstt.agent.core.demo import Demo
+from mstt.agent.experiments.controllers import DemoTracker, make_vector_env, rollout
+from mstt.agent.worlds import make_task
+from mstt.agent.experiments.evaluate import task_demo
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

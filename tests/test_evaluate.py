@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mstt.agent.evaluate import PlanController, wilson_interval
+from mstt.agent.experiments.controllers import PlanController, wilson_interval
 
 
 def test_wilson_interval_is_exact_at_the_edges_and_contains_the_rate() -> None:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from mstt.agent.config import ConfigError
-from mstt.agent.evaluate import SkillExecutorController
-from mstt.agent.experiment import DEFAULT_METHODS, load_experiment
+from mstt.agent.core.config import ConfigError
+from mstt.agent.experiments.controllers import SkillExecutorController
+from mstt.agent.experiments.experiment import DEFAULT_METHODS, load_experiment
 from mstt.skills.action_decoder import ActionDecoderConfig
 from mstt.skills.dds import DDSConfig, DDSSkills, train_skills
 from mstt.skills.dds_encoder import SkillEncoderConfig

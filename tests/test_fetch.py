@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from mstt.agent.config import load_config
-from mstt.agent.tasks import make_task
-from mstt.agent.tasks.fetch import (
+from mstt.agent.worlds import load_config
+from mstt.agent.worlds import make_task
+from mstt.agent.worlds.fetch import (
     ACTION_STEP, DEMO_GOAL_DISTANCE, DEMO_HOLD_STEPS, FetchTask, ReachExpert, in_zones,
 )
 

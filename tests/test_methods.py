@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mstt.agent.cli import main
-from mstt.agent.methods import DEFAULT_METHODS, METHODS
+from mstt.agent.experiments.methods import DEFAULT_METHODS, METHODS
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

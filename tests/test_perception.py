@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mstt.agent.config import load_config
-from mstt.agent.demo import Demo
-from mstt.agent.tasks import make_task
-from mstt.agent.tasks.camera import FreeCamera
-from mstt.agent.tasks.maze import MazeTask
+from mstt.agent.worlds import load_config
+from mstt.agent.core.demo import Demo
+from mstt.agent.worlds import make_task
+from mstt.agent.core.camera import FreeCamera
+from mstt.agent.worlds.maze import MazeTask
 from mstt.perception import (
     DemoPerceiver,
     GoalParseError,

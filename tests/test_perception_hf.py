@@ -22,9 +22,9 @@ from transformers import (
 )
 from transformers.models.idefics3 import Idefics3ImageProcessorPil
 
-from mstt.agent.config import load_config
-from mstt.agent.tasks import make_task
-from mstt.agent.tasks.maze import MazeTask
+from mstt.agent.worlds import load_config
+from mstt.agent.worlds import make_task
+from mstt.agent.worlds.maze import MazeTask
 from mstt.perception import BackendError, PerceptionError, Scene, make_perceiver
 from mstt.perception.chat import image_data_url
 from mstt.perception.hf_vlm import to_hf_conversation

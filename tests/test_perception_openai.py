@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mstt.agent.config import load_config
-from mstt.agent.tasks import make_task
-from mstt.agent.tasks.camera import FreeCamera
-from mstt.agent.tasks.maze import MazeTask
+from mstt.agent.worlds import load_config
+from mstt.agent.worlds import make_task
+from mstt.agent.core.camera import FreeCamera
+from mstt.agent.worlds.maze import MazeTask
 from mstt.perception import BackendError, GoalParseError, PerceptionError, Scene, make_perceiver, parse_goal
 from mstt.perception.chat import decode_data_url
 from mstt.perception.openai_vlm import OpenAIChat, OpenAIConfig

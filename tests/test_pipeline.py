@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from mstt.agent.cli import main
-from mstt.agent.experiment import component_config, load_experiment
-from mstt.agent.demo import Demo
-from mstt.agent.train import RunMismatchError, train
-from mstt.agent.transfer import evaluate_transfer
+from mstt.agent.experiments.experiment import component_config, load_experiment
+from mstt.agent.core.demo import Demo
+from mstt.agent.experiments.train import RunMismatchError, train
+from mstt.agent.experiments.evaluate import evaluate_transfer
 
 METRICS = {"goal_rate", "goal_ci95", "return_mean", "failure_rate", "cost_mean", "steps_mean", "mask_size"}
 

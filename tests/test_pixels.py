@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mstt.agent.config import load_config
-from mstt.agent.evaluate import make_vector_env
-from mstt.agent.pixels import TRUE_POSITION_KEY, PixelObservation
-from mstt.agent.tasks import make_task
+from mstt.agent.worlds import load_config
+from mstt.agent.experiments.controllers import make_vector_env
+from mstt.agent.experiments import pixels
+from mstt.agent.experiments.pixels import TRUE_POSITION_KEY, PixelObservation
+from mstt.agent.worlds import make_task
 
 POSITION_TOLERANCE = 0.06
 """World units; one pixel of the 480x480 frame is ~0.03."""
@@ -62,7 +63,7 @@ def test_a_hidden_marker_is_carried_on_by_its_velocity(configs: Path, monkeypatc
         def hidden(*args: object) -> np.ndarray:
             raise mstt.perception.PerceptionError("no agent (green marker) visible in the frame")
 
-        monkeypatch.setattr(mstt.perception, "estimate_position", hidden)
+        monkeypatch.setattr(pixels, "estimate_position", hidden)
         obs, _, _, _, info = env.step(np.array([0.0, 1.0]))
         assert env.hidden_frames == 1
         assert obs["achieved_goal"][1] > seen[1]  # still moving up, by the last velocity

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import mstt.agent.cli as cli
-from mstt.agent.config import ConfigError
-from mstt.agent.data import DatasetMismatchError
-from mstt.agent.io import UnwritablePathError
+from mstt.agent.core.config import ConfigError
+from mstt.agent.worlds.data import DatasetMismatchError
+from mstt.agent.core.io import UnwritablePathError
 from mstt.skills.training import DamagedCheckpointError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

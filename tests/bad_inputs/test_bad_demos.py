@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mstt.agent.config import load_config
-from mstt.agent.demo import Demo
-from mstt.agent.tasks import make_task
-from mstt.agent.transfer import check_demo
+from mstt.agent.worlds import load_config
+from mstt.agent.core.demo import Demo
+from mstt.agent.worlds import make_task
+from mstt.agent.experiments.evaluate import check_demo
 
 
 @pytest.fixture(scope="module")

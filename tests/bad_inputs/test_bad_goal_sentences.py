@@ -20,9 +20,9 @@ import pytest
 import yaml
 from langchain_core.messages import BaseMessage
 
-from mstt.agent.config import load_config
-from mstt.agent.tasks import make_task
-from mstt.agent.tasks.camera import FreeCamera
+from mstt.agent.worlds import load_config
+from mstt.agent.worlds import make_task
+from mstt.agent.core.camera import FreeCamera
 from mstt.perception import Goal, GoalParseError, GoalSpec, Scene, parse_goal
 from mstt.perception.goal_words import correct_word
 from mstt.perception.goals import KNOWN_WORDS, GoalNotUnderstood, llm_fallback, target_for

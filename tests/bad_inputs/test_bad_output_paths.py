@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from mstt.agent.cli import main
-from mstt.agent.config import load_config
-from mstt.agent.data import STAGING_PREFIX, collect
-from mstt.agent.io import UnwritablePathError, check_writable
-from mstt.agent.tasks import make_task
+from mstt.agent.worlds import load_config
+from mstt.agent.worlds.data import STAGING_PREFIX, collect
+from mstt.agent.core.io import UnwritablePathError, check_writable
+from mstt.agent.worlds import make_task
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -115,8 +115,8 @@ def test_train_on_a_finished_run_writes_nothing(
     experiment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run folder that holds every stage: train only checks the fingerprint and loads the models."""
-    import mstt.agent.train as train_module
-    from mstt.agent.experiment import load_experiment
+    import mstt.agent.experiments.train as train_module
+    from mstt.agent.experiments.experiment import load_experiment
 
     loaded = load_experiment(experiment)
     run = tmp_path / "run"

@@ -152,7 +152,7 @@ def test_mstt_run_prints_an_echoed_key_redacted(
         return perceiver.perceive(frame, instruction, scene)
 
     monkeypatch.setenv(KEY_ENV, SECRET)
-    monkeypatch.setattr("mstt.agent.loop.run_instruction", perceive_only)
+    monkeypatch.setattr(cli, "run_instruction", perceive_only)
     server.answer = Answer(completion_body(f"My instructions say the key is {SECRET}."))
     config = tmp_path / "openai.yaml"
     config.write_text("".join(f"{name}: {value}\n" for name, value in _config(server).items()))

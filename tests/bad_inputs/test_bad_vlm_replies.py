@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mstt.agent.config import load_config
-from mstt.agent.tasks import make_task
-from mstt.agent.tasks.camera import FreeCamera
+from mstt.agent.worlds import load_config
+from mstt.agent.worlds import make_task
+from mstt.agent.core.camera import FreeCamera
 from mstt.perception import BackendError, PerceptionError, Scene, make_perceiver
 from mstt.perception.chat import MAX_JSON_DEPTH, MAX_REPLY_CHARS, json_nesting
 from mstt.perception.openai_vlm import MAX_RESPONSE_BYTES

@@ -11,7 +11,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from mstt.agent.tasks import Task
+from mstt.agent.worlds import Task
+from mstt.perception import Scene
+from mstt.perception import PerceptionError, estimate_position
 
 TRUE_POSITION_KEY = "true_achieved_goal"
 """info key holding the simulator's own position: read by the evaluator for metrics, never by the agent."""
@@ -29,7 +31,6 @@ class PixelObservation(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, task: Task, velocity_frames: int = DEFAULT_VELOCITY_FRAMES) -> None:
-        from mstt.perception import Scene
 
         super().__init__(env)
         if velocity_frames < 1:
@@ -47,7 +48,6 @@ class PixelObservation(gym.Wrapper):
     def _position(self) -> np.ndarray:
         """The marker's position in the current frame; where it is hidden (a wall's side can cover the ball in
         the perspective view), the last estimate carried on by its velocity, and the frame is counted."""
-        from mstt.perception import PerceptionError, estimate_position
 
         try:
             return estimate_position(self.task.render_frame(self.env), self.scene)

@@ -13,14 +13,15 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 
-from mstt.agent.demo import Demo
-from mstt.agent.evaluate import ConstantCritic, DemoTracker, PlanController
-from mstt.agent.experiment import Experiment
-from mstt.agent.io import write_json_atomic
-from mstt.agent.tasks import make_task
-from mstt.agent.train import check_run_matches, load_models
-from mstt.agent.methods import AGENT_POLICIES, METHODS
-from mstt.agent.transfer import check_demo, demo_mask, task_demo
+from mstt.agent.core.demo import Demo
+from mstt.agent.experiments.controllers import ConstantCritic, DemoTracker, PlanController
+from mstt.agent.experiments.experiment import Experiment
+from mstt.agent.core.io import write_json_atomic
+from mstt.agent.worlds import make_task
+from mstt.agent.experiments.train import check_run_matches, load_models
+from mstt.agent.experiments.methods import AGENT_POLICIES, METHODS
+from mstt.agent.experiments.evaluate import check_demo, demo_mask, task_demo
+from mstt.perception import Scene, draw_demo, make_perceiver, parse_goal
 
 VIDEO_EVERY = 4
 """Record every k-th step in the GIF (the full frame rate makes large files and adds nothing)."""
@@ -65,7 +66,6 @@ def run_instruction(
 ) -> RunReport:
     """``policy``: an eval method that acts on the demo alone (mstt, mask_only, demo_tracker; agent/methods.py).
     ``demo_file``: one demo of this world reused for any instruction, instead of reading one off the picture."""
-    from mstt.perception import Scene, draw_demo, make_perceiver, parse_goal
 
     if policy not in AGENT_POLICIES:
         raise ValueError(f"--policy {policy!r}: choose one of {list(AGENT_POLICIES)}")

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mstt.agent.demo import Demo
-from mstt.agent.tasks import Task
+from mstt.agent.core.demo import Demo
+from mstt.agent.worlds import Task
 from mstt.skills.windows import arc_lengths, points_at_arc
 
 Corruption = Callable[[Demo, float, Task, np.random.Generator], Demo]

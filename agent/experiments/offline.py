@@ -28,15 +28,19 @@ import numpy as np
 import torch
 from pydantic import model_validator
 
-from mstt.agent.config import ConfigError, Override, TaskConfig, describe_overrides
-from mstt.agent.data import EpisodeArrays
-from mstt.agent.experiment import DataSettings, TrainSettings, _Strict, component_config, load_experiment_file
-from mstt.agent.io import portable_path, write_json_atomic
+from mstt.agent.core.config import ConfigError, Override, Settings, TaskConfig, describe_overrides
+from mstt.agent.worlds.data import EpisodeArrays
+from mstt.agent.experiments.experiment import TrainSettings, component_config, load_experiment_file
+from mstt.agent.worlds.data import DataSettings
+from mstt.agent.core.io import portable_path, write_json_atomic
 from mstt.skills.bc import BCConfig, BCPolicy, train_bc
 from mstt.skills.dds import DDSAgent, DDSConfig, DDSSkills, train_dds
 from mstt.skills.iql import IQLConfig, IQLLearner, train_iql
 from mstt.skills.relabel import relabel_episode
 from mstt.skills.training import LoopSettings
+from mstt.agent.experiments.train import _check_run_folder, check_run_matches, source_data
+from mstt.agent.experiments.controllers import PolicyController, make_vector_env, rollout, summarise
+from mstt.agent.worlds import make_task
 
 OfflineMethod = Literal["dds", "iql", "bc"]
 ALL_OFFLINE_METHODS: tuple[OfflineMethod, ...] = ("dds", "iql", "bc")
@@ -51,7 +55,7 @@ D4RL_MAZE2D_REFERENCE: dict[str, tuple[float, float, str]] = {
 }
 
 
-class ReferenceScores(_Strict):
+class ReferenceScores(Settings):
     random: float
     """Return of a random policy (the score's 0)."""
     expert: float
@@ -66,7 +70,7 @@ class ReferenceScores(_Strict):
         return self
 
 
-class OfflineEvalSettings(_Strict):
+class OfflineEvalSettings(Settings):
     episodes: int = 100
     """Episodes per method."""
     n_envs: int = 50
@@ -81,7 +85,7 @@ class OfflineEvalSettings(_Strict):
         return self
 
 
-class OfflineConfig(_Strict):
+class OfflineConfig(Settings):
     experiment: Literal["offline"]
     source: str
     """The source variant config whose dataset everything trains on (relative to this file)."""
@@ -210,7 +214,6 @@ def train_offline(
 ) -> OfflineModels:
     """Train (or resume, or reuse) every requested method's models into the run folder; a run that holds them all
     is only checked, not written."""
-    from mstt.agent.train import _check_run_folder, check_run_matches, source_data
 
     config = experiment.config
     methods = list(methods or config.eval.methods)
@@ -316,8 +319,6 @@ def evaluate_offline(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train what is missing, then evaluate every method on the same seeds; returns (and writes) the metrics."""
-    from mstt.agent.evaluate import PolicyController, make_vector_env, rollout, summarise
-    from mstt.agent.tasks import make_task
 
     config = experiment.config
     methods = list(methods or config.eval.methods)

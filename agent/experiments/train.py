@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from mstt.agent.data import EpisodeArrays, collect, dataset_record, experiment_root, load_episodes
-from mstt.agent.io import check_writable, write_json_atomic
-from mstt.agent.experiment import Experiment, component_config
-from mstt.agent.tasks import Task, make_task
+from mstt.agent.worlds.data import EpisodeArrays, collect, dataset_record, experiment_root, load_episodes
+from mstt.agent.core.io import check_writable, write_json_atomic
+from mstt.agent.experiments.experiment import Experiment, component_config
+from mstt.agent.worlds import Task, make_task
 from mstt.skills.bc import BCPolicy, train_bc
 from mstt.skills.critic import MaskedCritic, build_skill_transitions, train_critic
 from mstt.skills.dds import DDSSkills, skill_windows, train_skills

@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from mstt.agent.io import RESULT_FILE_MODE
-from mstt.agent.tasks.maze import MazeLayout
+from mstt.agent.core.io import RESULT_FILE_MODE
+from mstt.agent.core.maze_layout import MazeLayout
 
 WALL_COLOUR = "#5b5b5b"
 BLOCKED_COLOUR = "#c0392b"

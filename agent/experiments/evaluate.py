@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mstt.agent.corruptions import CorruptionSpec, corrupt
-from mstt.agent.demo import Demo
-from mstt.agent.evaluate import (
+from mstt.agent.experiments.corruptions import CorruptionSpec, corrupt
+from mstt.agent.core.demo import Demo
+from mstt.agent.experiments.controllers import (
     ConstantCritic,
     DemoTracker,
     PlanController,
@@ -29,12 +29,16 @@ from mstt.agent.evaluate import (
     rollout,
     summarise,
 )
-from mstt.agent.experiment import Experiment
-from mstt.agent.io import portable_path, write_json_atomic
-from mstt.agent.methods import METHODS, EvalMethod, check_methods
-from mstt.agent.tasks import Task, make_task
-from mstt.agent.train import check_run_matches, load_models, source_data
+from mstt.agent.experiments.experiment import Experiment
+from mstt.agent.core.io import portable_path, write_json_atomic
+from mstt.agent.experiments.methods import METHODS, EvalMethod, check_methods
+from mstt.agent.worlds import Task, make_task
+from mstt.agent.experiments.train import check_run_matches, load_models, source_data
 from mstt.skills.masks import infer_route_mask, token_sequence
+from mstt.perception import Scene, draw_demo, make_perceiver
+from mstt.agent.experiments.figures import token_mean_windows
+from mstt.skills.windows import position_windows
+from mstt.agent.experiments.figures import maze_transfer_figure
 
 
 def evaluate_transfer(
@@ -284,7 +288,6 @@ def perceived_demo(task: Any, backend: str, out: Path | None, backend_config: di
     """The variant's demo as a perception backend reads it off the rendered start frame (seed 0).
 
     The demo and its overlay PNG go to ``out`` (named after the variant) when given."""
-    from mstt.perception import Scene, draw_demo, make_perceiver
 
     env = task.make_env(render_mode="rgb_array")
     try:
@@ -311,8 +314,6 @@ FIGURE_WINDOW_STRIDE = 4
 
 def _token_windows(positions: list[np.ndarray], tokens: list[np.ndarray], horizon: int, num_skills: int) -> np.ndarray:
     """(L, H, P) mean source window of every token (from every FIGURE_WINDOW_STRIDE-th window)."""
-    from mstt.agent.figures import token_mean_windows
-    from mstt.skills.windows import position_windows
 
     windows = np.concatenate([position_windows(p, horizon, 1)[: len(t)][::FIGURE_WINDOW_STRIDE] for p, t in
                               zip(positions, tokens)])  # fmt: skip
@@ -324,7 +325,6 @@ def _draw_variant(
     task: Any, demo: Demo, mask: torch.Tensor, outcomes: list[Any], token_windows: np.ndarray, path: Path,
     title: str,
 ) -> Path:  # fmt: skip
-    from mstt.agent.figures import maze_transfer_figure
 
     num_skills = token_windows.shape[0]
     shown = outcomes[:FIGURE_MAX_PATHS]

@@ -12,19 +12,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from mstt.agent.pixels import TRUE_POSITION_KEY, PixelObservation
-from mstt.agent.tasks import Task
+from mstt.agent.experiments.pixels import TRUE_POSITION_KEY, PixelObservation
+from mstt.agent.worlds import Task
 from mstt.skills.windows import arc_lengths, points_at_arc
-
-if TYPE_CHECKING:
-    from mstt.skills.dds import DDSSkills
+from mstt.skills.dds import DDSSkills
+from mstt.skills.windows import position_windows
 
 Z_95 = 1.959963984540054
 """Normal quantile of the two-sided 95% interval."""
@@ -414,7 +413,6 @@ def oracle_mask(
     """Tokens whose source-data windows (almost) never leave what a perfect demo of the target world covers:
     the open route's cells where the task defines them (``off_route``, maze), else never touching what the
     target forbids (``violation``, e.g. a Fetch zone). (L,) bool."""
-    from mstt.skills.windows import position_windows
 
     seen = np.zeros(num_skills)
     bad = np.zeros(num_skills)

@@ -7,7 +7,6 @@ Structural variants are the same map with some free cells turned into walls ('bl
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
@@ -15,12 +14,12 @@ from typing import Any
 import gymnasium as gym
 import gymnasium_robotics
 import numpy as np
-from gymnasium_robotics.envs.maze import maps
 
-from mstt.agent.config import FREE, GOAL, MAZE_CHARS, START, WALL, ConfigError, MazeConfig, config_file
-from mstt.agent.demo import Demo
-from mstt.agent.tasks.base import Episode, EpisodeRecorder, PathCheck, segment_samples
-from mstt.agent.tasks.camera import FreeCamera
+from mstt.agent.core.config import ConfigError, MazeConfig, config_file
+from mstt.agent.core.maze_layout import AGENT_Z, WALL_HEIGHT, Cell, MazeLayout
+from mstt.agent.core.demo import Demo
+from mstt.agent.worlds.base import Episode, EpisodeRecorder, PathCheck, segment_samples
+from mstt.agent.core.camera import FreeCamera
 
 gym.register_envs(gymnasium_robotics)
 
@@ -28,10 +27,6 @@ GOAL_RADIUS = 0.45
 """PointMaze's success radius (distance between achieved and desired goal)."""
 P_GAIN, D_GAIN = 10.0, -1.0
 """D4RL's waypoint controller: a = clip(P_GAIN * (waypoint - pos) + D_GAIN * vel, -1, 1)."""
-WALL_HEIGHT = 0.4
-"""PointMaze's maze_height (the wall boxes' height in metres at scaling 1)."""
-AGENT_Z = 0.0
-"""Height of the point agent's centre: pixel <-> world conversions for the agent use this plane."""
 POINT_DT = 0.01
 """PointEnv's control period: point.xml's timestep 0.01 s with frame_skip 1 (checked in the tests)."""
 AGENT_RADIUS = 0.1
@@ -45,109 +40,7 @@ CAMERA_MARGIN = 0.5
 """World units of floor shown around the maze in the top-down frame."""
 ENV_ID = "PointMaze_UMaze-v3"
 """Any PointMaze id works: the map always comes from the config through maze_map."""
-_BUILTIN_MAPS = {"umaze": maps.U_MAZE, "medium": maps.MEDIUM_MAZE, "large": maps.LARGE_MAZE}
-_NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
-Cell = tuple[int, int]
-
-
-def builtin_rows(name: str) -> list[str]:
-    """A gymnasium-robotics standard map as maze art ('#' wall, '.' free)."""
-    return ["".join(WALL if v == 1 else FREE for v in row) for row in _BUILTIN_MAPS[name]]
-
-
-class MazeLayout:
-    """The grid of one variant: walls (blocked cells included), start, goal, shortest paths."""
-
-    def __init__(self, config: MazeConfig) -> None:
-        rows = config.rows if config.rows is not None else builtin_rows(config.builtin or "")
-        widths = {len(r) for r in rows}
-        if len(widths) != 1:
-            raise ValueError(f"field 'rows': rows have different lengths {sorted(widths)}")
-        for r, row in enumerate(rows):
-            bad = set(row) - MAZE_CHARS
-            if bad:
-                raise ValueError(
-                    f"field 'rows[{r}]' = {row!r}: unknown cell value(s) {sorted(bad)}; "
-                    f"use '#' wall, '.' free, 'S' start, 'G' goal"
-                )
-        self.n_rows, self.n_cols = len(rows), widths.pop()
-        self.walls = np.array([[ch == WALL for ch in row] for row in rows], dtype=bool)
-        self.start = self._marker(rows, START, config.start, "start")
-        self.goal = self._marker(rows, GOAL, config.goal, "goal")
-        for i, cell in enumerate(config.blocked):
-            if not self.in_bounds(cell):
-                raise ValueError(f"field 'blocked[{i}]' = {list(cell)} is outside the maze")
-            if cell in (self.start, self.goal):
-                raise ValueError(f"field 'blocked[{i}]' = {list(cell)} blocks the start or goal")
-            self.walls[cell] = True
-        self.blocked = tuple(tuple(c) for c in config.blocked)
-        self._distance_cache: dict[Cell, np.ndarray] = {}
-
-    def _marker(self, rows: list[str], char: str, given: Cell | None, field: str) -> Cell | None:
-        found = [(r, c) for r, row in enumerate(rows) for c, ch in enumerate(row) if ch == char]
-        if len(found) > 1:
-            raise ValueError(f"field 'rows': {len(found)} '{char}' markers, expected at most one")
-        cell = tuple(given) if given is not None else (found[0] if found else None)
-        if cell is None:
-            return None
-        if not self.in_bounds(cell):
-            raise ValueError(f"field '{field}' = {list(cell)} is outside the maze")
-        if self.walls[cell]:
-            raise ValueError(f"field '{field}' = {list(cell)} is inside a wall")
-        return (int(cell[0]), int(cell[1]))
-
-    def in_bounds(self, cell: Cell) -> bool:
-        return 0 <= cell[0] < self.n_rows and 0 <= cell[1] < self.n_cols
-
-    @property
-    def free_cells(self) -> list[Cell]:
-        return [tuple(map(int, rc)) for rc in np.argwhere(~self.walls)]
-
-    def maze_map(self) -> list[list[int]]:
-        """The env's maze_map: 1 wall, 0 free (start and goal are given through reset options)."""
-        return self.walls.astype(int).tolist()
-
-    # Same formulas as gymnasium_robotics' Maze.cell_rowcol_to_xy / cell_xy_to_rowcol at scaling 1
-    # (checked against them in the tests); here they work without building an env.
-    def cell_to_xy(self, cell: Cell) -> np.ndarray:
-        return np.array([cell[1] + 0.5 - self.n_cols / 2, self.n_rows / 2 - cell[0] - 0.5])
-
-    def xy_to_cell(self, xy: np.ndarray) -> Cell:
-        return (math.floor(self.n_rows / 2 - xy[1]), math.floor(xy[0] + self.n_cols / 2))
-
-    def distances_to(self, goal: Cell) -> np.ndarray:
-        """BFS step counts from every cell to `goal` (-1 where unreachable); cached per goal."""
-        if goal not in self._distance_cache:
-            dist = np.full(self.walls.shape, -1, dtype=np.int64)
-            dist[goal] = 0
-            queue = deque([goal])
-            while queue:
-                r, c = queue.popleft()
-                for dr, dc in _NEIGHBOURS:
-                    nxt = (r + dr, c + dc)
-                    if self.in_bounds(nxt) and not self.walls[nxt] and dist[nxt] < 0:
-                        dist[nxt] = dist[r, c] + 1
-                        queue.append(nxt)
-            self._distance_cache[goal] = dist
-        return self._distance_cache[goal]
-
-    def shortest_path(self, start: Cell, goal: Cell) -> list[Cell]:
-        """Cells from start to goal inclusive; raises ValueError when goal is unreachable."""
-        dist = self.distances_to(goal)
-        if dist[start] < 0:
-            raise ValueError(f"no route from cell {list(start)} to cell {list(goal)}")
-        path = [start]
-        while path[-1] != goal:
-            r, c = path[-1]
-            path.append(
-                next(
-                    (r + dr, c + dc)
-                    for dr, dc in _NEIGHBOURS
-                    if self.in_bounds((r + dr, c + dc)) and dist[r + dr, c + dc] == dist[r, c] - 1
-                )
-            )
-        return path
 
 
 def validate_maze_config(config: MazeConfig) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from mstt.agent.demo import Demo
+from mstt.agent.core.demo import Demo
 
 
 @dataclass

@@ -18,25 +18,34 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import minari
 import numpy as np
 from minari.data_collector import EpisodeBuffer
 from tqdm import tqdm
 
-from mstt.agent.config import config_file
-from mstt.agent.io import check_writable, sigterm_as_interrupt
-from mstt.agent.tasks import Episode, Task
+from pydantic import Field
 
-if TYPE_CHECKING:
-    from mstt.agent.experiment import DataSettings
+from mstt.agent.core.config import MAX_STEPS, Settings, config_file
+from mstt.agent.core.io import check_writable, sigterm_as_interrupt
+from mstt.agent.worlds import Episode, Task
 
 DATASETS_ENV_VAR = "MINARI_DATASETS_PATH"
 RECORD_KEY = "mstt_collected_with"
 """Key in a dataset's Minari metadata (metadata.json) under which collect records what shaped the data."""
 STAGING_PREFIX = ".collect-"
 """Hidden staging folders in the datasets root: f"{STAGING_PREFIX}{pid}-{random}" while a collection runs."""
+
+
+class DataSettings(Settings):
+    root: str = "data"
+    """Minari datasets folder (relative to the working directory). Left out of the config: $MINARI_DATASETS_PATH
+    when that is set, else 'data' (experiment_root)."""
+    transitions: int | None = Field(default=None, gt=0, le=MAX_STEPS)
+    """Dataset size; None takes the source config's."""
+    collect_if_missing: bool = True
+    """Collect the source dataset first when it is not under root."""
 
 
 class DatasetMismatchError(ValueError):

@@ -13,7 +13,12 @@ from datetime import date
 
 import numpy as np
 
-from mstt.agent.tasks import Task
+from mstt.agent.worlds import Task
+from mstt.agent.core.demo import Demo
+from mstt.agent.worlds import make_task
+from mstt.agent.experiments.train import source_data
+from mstt.skills.masks import infer_mask
+from mstt.skills.windows import position_windows
 
 
 def machine() -> str:
@@ -148,11 +153,6 @@ def token_routes(experiment: object, models: object, episodes: int | None = None
     """
     import torch
 
-    from mstt.agent.demo import Demo
-    from mstt.agent.tasks import make_task
-    from mstt.agent.train import source_data
-    from mstt.skills.masks import infer_mask
-    from mstt.skills.windows import position_windows
 
     targets = {v: make_task(c) for v, c in experiment.targets.items()}  # type: ignore[attr-defined]
     paths = {v: {tuple(c) for c in t.layout.shortest_path(t.layout.start, t.layout.goal)} for v, t in targets.items()}

@@ -13,11 +13,13 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mstt.agent.config import (
-    DEMO_FIELDS, MAX_STEPS, ConfigError, Override, TaskConfig, _format_validation_error, _read_yaml, apply_overrides,
-    check_device, describe_overrides, load_config, referenced_file,
+from mstt.agent.core.config import (
+    DEMO_FIELDS, MAX_STEPS, ConfigError, Override, Settings, TaskConfig, _format_validation_error, _read_yaml,
+    apply_overrides, check_device, describe_overrides, referenced_file,
 )  # fmt: skip
-from mstt.agent.methods import DEFAULT_METHODS, METHODS, check_methods
+from mstt.agent.worlds import load_config
+from mstt.agent.worlds.data import DataSettings
+from mstt.agent.experiments.methods import DEFAULT_METHODS, METHODS, check_methods
 from mstt.skills.bc import BCConfig
 from mstt.skills.critic import CriticConfig
 from mstt.skills.dds import DDSConfig
@@ -30,21 +32,7 @@ ALL_METHODS: tuple[str, ...] = tuple(METHODS)
 """Every eval method (agent/methods.py); mstt_dds needs the optional ``executor_dds`` stage (see ExperimentConfig)."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False)
-
-
-class DataSettings(_Strict):
-    root: str = "data"
-    """Minari datasets folder (relative to the working directory). Left out of the config: $MINARI_DATASETS_PATH
-    when that is set, else 'data' (agent/data.py, experiment_root)."""
-    transitions: int | None = Field(default=None, gt=0, le=MAX_STEPS)
-    """Dataset size; None takes the source config's."""
-    collect_if_missing: bool = True
-    """Collect the source dataset first when it is not under root."""
-
-
-class TrainSettings(_Strict):
+class TrainSettings(Settings):
     device: str = "auto"
     """Device for every component ('auto': accelerate's choice, 'cpu', 'cuda', ...)."""
 
@@ -58,7 +46,7 @@ class TrainSettings(_Strict):
     """Stride of the H-step data windows every component trains on."""
 
 
-class EvalSettings(_Strict):
+class EvalSettings(Settings):
     episodes: int = Field(default=100, gt=0)
     """Episodes per variant and method."""
     n_envs: int = Field(default=20, gt=0)
@@ -83,7 +71,7 @@ class EvalSettings(_Strict):
         return self
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(Settings):
     experiment: Literal["mstt"]
     source: str
     """Source variant config (relative to this file)."""

@@ -43,6 +43,12 @@ class ConfigError(ValueError):
     """A config file is invalid; the message names the file, the field and the value."""
 
 
+class Settings(BaseModel):
+    """A frozen block of settings: unknown fields and non-finite numbers are refused at load time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False)
+
+
 class _Strict(BaseModel):
     # allow_inf_nan=False: an infinite noise or radius is never meant, and only breaks things far from the config.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -412,8 +418,12 @@ def config_file(config: TaskConfig) -> str:
     return str(config._file) if config._file is not None else f"variant {config.variant!r}"
 
 
-def load_config(path: str | Path) -> TaskConfig:
-    """Load and validate one variant config; raise ConfigError naming file, field and value."""
+def read_task_config(path: str | Path) -> TaskConfig:
+    """Read one variant config and check its fields; raise ConfigError naming file, field and value.
+
+    The checks that need a task family's own knowledge (a maze route exists, cells are free) run in
+    mstt.agent.worlds.load_config, which every caller uses.
+    """
     path = Path(path).resolve()
     data = _read_yaml(path)
     task = data.get("task")
@@ -426,12 +436,4 @@ def load_config(path: str | Path) -> TaskConfig:
     except ValidationError as err:
         raise ConfigError(_format_validation_error(path, err)) from None
     config._file = path
-    # Checks that need the task's own knowledge (a maze route exists, cells are free) live with
-    # the task; run them here so every load is validated, whatever the caller does next.
-    from mstt.agent.tasks import validate_config
-
-    try:
-        validate_config(config)
-    except ValueError as err:
-        raise ConfigError(f"{path}: {err}") from None
     return config

@@ -1,0 +1,3 @@
+"""Layer 4: experiments (training stages, evaluation methods and controllers, offline RL, the agent loop,
+benchmarks, figures), built on the worlds, the skills and perception.
+"""
