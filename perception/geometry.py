@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 
 class Calibration(Protocol):
-    """A calibrated camera, e.g. agent.tasks.camera.FreeCamera."""
+    """A calibrated camera, e.g. mstt.agent.core.camera.FreeCamera."""
 
     width: int
     height: int

@@ -169,7 +169,7 @@ class Scene:
     def from_task(
         cls, task: Any, camera: Calibration | None = None, plane_z: float | None = None
     ) -> Scene:
-        """The scene of a task variant (agent.tasks.make_task): its calibration, map, start and goal.
+        """The scene of a task variant (mstt.agent.worlds.make_task): its calibration, map, start and goal.
 
         Maze: the task's own top-down camera; start and goal are their cells' centres (the env adds up
         to 0.25 of reset noise: `observe(frame)` reads the exact ones off a frame).
@@ -198,7 +198,7 @@ class Scene:
             camera = camera if camera is not None else getattr(task, "camera", None)
             if camera is None:
                 raise ValueError(
-                    "FetchTask has no calibrated camera: pass camera=agent.tasks.camera.FreeCamera(...) "
+                    "FetchTask has no calibrated camera: pass camera=mstt.agent.core.camera.FreeCamera(...) "
                     "that renders the table top-down"
                 )
             if plane_z is None:

@@ -117,7 +117,7 @@ def marker_centroid(rgb: np.ndarray, marker: Marker) -> np.ndarray | None:
     The centroid of the marker's pixels, unless a wall hides part of the ball (walls lean over the
     floor in a perspective view, and the agent's drawn ball is twice its collision radius): then the
     centre of the circle through the ball's outline where it meets the floor. Pixel i spans [i, i + 1),
-    the convention of agent.tasks.camera, hence the +0.5.
+    the convention of mstt.agent.core.camera, hence the +0.5.
     """
     mask = marker_mask(rgb, marker)
     v, u = np.nonzero(mask)

@@ -3,7 +3,7 @@ goes wrong — corners cut, a miscalibrated picture, a missing stretch, detours,
 
 ``corrupt(demo, "corner_cut=2", task, seed)`` returns a new Demo; sizes are in the task's ``demo_scale`` (a maze cell,
 5 cm on the Fetch table) or in shares of the route or of the map. A corrupted demo still goes through the same
-acceptance check as any other (agent/transfer.py: check_demo); corruption never bypasses it.
+acceptance check as any other (agent/experiments/evaluate.py: check_demo); corruption never bypasses it.
 """
 
 from __future__ import annotations
