@@ -16,32 +16,32 @@ from typing import Literal
 # Offscreen rendering: MuJoCo must pick its GL backend before it is first imported.
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from mstt.agent.core.config import ConfigError, Override, check_device, command_line_overrides  # noqa: E402
-from mstt.agent.worlds import load_config
-from mstt.agent.core.io import UnwritablePathError, check_writable  # noqa: E402
-from mstt.agent.experiments.methods import AGENT_POLICIES  # noqa: E402
-from mstt.perception.errors import BackendError  # noqa: E402
-from mstt.agent.worlds.data import collect
-from mstt.agent.worlds import make_task
-from mstt.agent.core.config import _read_yaml
-from mstt.agent.experiments.experiment import load_experiment
-from mstt.agent.experiments.train import train
-from mstt.agent.experiments.offline import load_offline_experiment, train_offline
-from mstt.agent.experiments.evaluate import evaluate_transfer
-from mstt.agent.experiments.corruptions import parse_corruption
-from mstt.agent.experiments.offline import evaluate_offline, load_offline_experiment
-from mstt.agent.experiments.agent_loop import run_instruction
-from mstt.agent.experiments.corruptions import corrupt, parse_corruption
-from mstt.agent.experiments.evaluate import check_demo
-from mstt.agent.experiments.bench import collection_rate
-from mstt.agent.experiments.bench import planning_latency
-from mstt.agent.experiments.train import check_run_matches, load_models
+from mstt.agent.core.config import (  # noqa: E402
+    ConfigError,
+    Override,
+    _read_yaml,
+    check_device,
+    command_line_overrides,
+    resolve_config_path,
+)
 from mstt.agent.core.demo import Demo
-from mstt.agent.experiments.evaluate import demo_mask
-from mstt.agent.experiments.bench import token_routes
+from mstt.agent.core.io import UnwritablePathError, check_writable  # noqa: E402
+from mstt.agent.experiments.agent_loop import run_instruction
+from mstt.agent.experiments.bench import collection_rate, planning_latency, token_routes
+from mstt.agent.experiments.corruptions import corrupt, parse_corruption
+from mstt.agent.experiments.evaluate import check_demo, demo_mask, evaluate_transfer
+from mstt.agent.experiments.experiment import load_experiment
+from mstt.agent.experiments.methods import AGENT_POLICIES  # noqa: E402
+from mstt.agent.experiments.offline import evaluate_offline, load_offline_experiment, train_offline
+from mstt.agent.experiments.train import check_run_matches, load_models, train
+from mstt.agent.worlds import load_config, make_task
+from mstt.agent.worlds.data import collect
+from mstt.perception.errors import BackendError  # noqa: E402
 from mstt.skills.theory import TheoryConfig, run_theory
 
 EXIT_USER_ERROR = 2
+INPUT_FILE_OPTIONS = ("config", "perception_config", "demo")
+"""The arguments that name an input file which may ship inside the package (configs/..., configs/demos/...)."""
 
 
 def _check_output(path: str | Path | None, option: str, kind: Literal["file", "folder"]) -> None:
@@ -55,6 +55,15 @@ def _device_option(name: str) -> str:
         return check_device(name)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _resolve_input_files(args: argparse.Namespace) -> None:
+    """Point every input-file argument of ``args`` at its file, in place: as given, else inside the installed package
+    (agent/core/config.py resolve_config_path), so `mstt demo-make configs/maze/t1.yaml` works from any directory."""
+    given = vars(args)
+    for name in INPUT_FILE_OPTIONS:
+        if given.get(name) is not None:
+            given[name] = resolve_config_path(given[name])
 
 
 def _version() -> str:
@@ -380,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], None] = args.func
     try:
+        _resolve_input_files(args)
         func(args)
     except (ConfigError, FileNotFoundError, ValueError, BackendError, UnwritablePathError) as err:
         print(f"mstt {args.command}: error: {err}", file=sys.stderr)

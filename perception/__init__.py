@@ -15,11 +15,10 @@ The camera calibration lives in agent/core/camera.py. Model backends are importe
 from mstt.perception.base import DemoPerceiver
 from mstt.perception.errors import BackendError, GoalParseError, PerceptionError
 from mstt.perception.factory import available_perceivers, make_perceiver, perceiver_config
+from mstt.perception.geometry import Box, MazeGrid
 from mstt.perception.goals import Goal, GoalSpec, parse_goal
 from mstt.perception.overlay import draw_demo
 from mstt.perception.scene import Scene
-from mstt.perception.geometry import Box
-from mstt.perception.geometry import MazeGrid
 from mstt.perception.state import PixelStateEstimator, estimate_position
 
 __all__ = [

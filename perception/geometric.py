@@ -17,14 +17,14 @@ from PIL import Image
 
 from mstt.agent.core.config import FREE, WALL, MazeConfig
 from mstt.agent.core.demo import Demo
+from mstt.agent.core.maze_layout import MazeLayout
 from mstt.perception.errors import PerceptionError, check_field, is_positive_number
+from mstt.perception.geometry import MazeGrid
 from mstt.perception.goals import parse_goal
 from mstt.perception.overlay import draw_demo, overlay_path
 from mstt.perception.scene import Scene
-from mstt.perception.geometry import MazeGrid
 from mstt.perception.segmentation import CELL_PATCH, WALL_SHARE, read_walls
 from mstt.perception.validation import ENDPOINT_TOLERANCE, route_problems
-from mstt.agent.core.maze_layout import MazeLayout
 
 DEMO_SOURCE = "scripted"
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mstt.perception.chat import ChatModel, ask_structured
 from mstt.perception.errors import GoalParseError, PerceptionError
+from mstt.perception.geometry import Box, MazeGrid
 from mstt.perception.goal_routes import RouteError, named_routes
 from mstt.perception.goal_words import (
     FILLER_PHRASES,
@@ -32,8 +33,6 @@ from mstt.perception.goal_words import (
 )
 from mstt.perception.prompts import load_prompt, scene_description
 from mstt.perception.scene import REGION_NAMES, RegionName, Scene
-from mstt.perception.geometry import Box
-from mstt.perception.geometry import MazeGrid
 
 log = logging.getLogger(__name__)
 

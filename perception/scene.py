@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, model_validator
 
+from mstt.agent.core.config import FETCH_WORKSPACE_HIGH, FETCH_WORKSPACE_LOW
+from mstt.agent.core.maze_layout import AGENT_Z, WALL_HEIGHT
 from mstt.perception.errors import PerceptionError
 from mstt.perception.geometry import Box, Calibration, MazeGrid
 from mstt.perception.segmentation import as_rgb, marker_centroid, read_walls
-from mstt.agent.core.maze_layout import WALL_HEIGHT
-from mstt.agent.core.maze_layout import AGENT_Z
-from mstt.agent.core.config import FETCH_WORKSPACE_HIGH, FETCH_WORKSPACE_LOW
 
 RegionName = Literal[
     "left", "right", "top", "bottom", "top-left", "top-right", "bottom-left", "bottom-right", "centre"

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mstt.perception.scene import Scene
 from mstt.perception.geometry import Box
+from mstt.perception.scene import Scene
 
 ENDPOINT_TOLERANCE = 0.6
 """World units a route's first (last) point may lie from the agent (target): a bit over half a maze

@@ -59,7 +59,9 @@ class ActionDecoderConfig:
                 f"train_timesteps={self.train_timesteps}"
             )
         if self.beta_schedule not in BETA_SCHEDULES:
-            raise ValueError(f"ActionDecoderConfig.beta_schedule must be one of {BETA_SCHEDULES}, got {self.beta_schedule!r}")
+            raise ValueError(
+                f"ActionDecoderConfig.beta_schedule must be one of {BETA_SCHEDULES}, got {self.beta_schedule!r}"
+            )
         if self.timestep_embed_dim % 2:
             raise ValueError(f"ActionDecoderConfig.timestep_embed_dim must be even, got {self.timestep_embed_dim}")
 
@@ -96,13 +98,19 @@ class ResidualMLP(nn.Module):
 class ActionDecoder(nn.Module):
     """p(a | s, z): (B, S) states and (B, code_dim) skill codes -> (B, A) actions in world units."""
 
+    state_mean: torch.Tensor
+    state_std: torch.Tensor
+    action_min: torch.Tensor
+    action_max: torch.Tensor
+
     def __init__(self, config: ActionDecoderConfig, state_dim: int, action_dim: int, code_dim: int) -> None:
         super().__init__()
         self.config, self.state_dim, self.action_dim, self.code_dim = config, state_dim, action_dim, code_dim
         cond = state_dim + code_dim
         if config.kind == "diffusion":
             self.time_embed = Timesteps(config.timestep_embed_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
-            self.net = ResidualMLP(action_dim + config.timestep_embed_dim + cond, config.hidden, action_dim, config.blocks)
+            inputs = action_dim + config.timestep_embed_dim + cond
+            self.net = ResidualMLP(inputs, config.hidden, action_dim, config.blocks)
             self.train_scheduler = DDPMScheduler(**config.scheduler_kwargs())
             self.sampler = DDIMScheduler(**config.scheduler_kwargs(), timestep_spacing=DDIM_TIMESTEP_SPACING)
         else:

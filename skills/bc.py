@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from mstt.skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
+from mstt.skills.layers import mlp
 from mstt.skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
 
 KIND = "bc_policy"
@@ -43,16 +44,13 @@ class BCConfig:
 class BCPolicy(nn.Module):
     """(B, S) observations and (B, G) goals -> (B, A) actions in [-1, 1]."""
 
+    input_mean: torch.Tensor
+    input_std: torch.Tensor
+
     def __init__(self, config: BCConfig, obs_dim: int, goal_dim: int, act_dim: int) -> None:
         super().__init__()
         self.config, self.dims = config, (obs_dim, goal_dim, act_dim)
-        layers: list[nn.Module] = []
-        width = obs_dim + goal_dim
-        for _ in range(config.layers):
-            layers += [nn.Linear(width, config.hidden), nn.ReLU()]
-            width = config.hidden
-        layers += [nn.Linear(width, act_dim), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*mlp(obs_dim + goal_dim, config.hidden, act_dim, config.layers, nn.ReLU), nn.Tanh())
         self.register_buffer("input_mean", torch.zeros(obs_dim + goal_dim))
         self.register_buffer("input_std", torch.ones(obs_dim + goal_dim))
 
@@ -88,7 +86,7 @@ def train_bc(
     goals: np.ndarray,
     actions: np.ndarray,
     config: BCConfig,
-    settings: LoopSettings = LoopSettings(),
+    settings: LoopSettings | None = None,
 ) -> BCPolicy:
     """Fit (N, S) observations and (N, G) goals to (N, A) actions by mean squared error."""
     accelerator = make_accelerator(config.device)
@@ -113,7 +111,7 @@ def train_bc(
         optimiser.step()
         return {"loss": loss.detach()}
 
-    run_loop("bc", accelerator, config.steps, step, {"rng": GeneratorState(rng)}, settings)
+    run_loop("bc", accelerator, config.steps, step, {"rng": GeneratorState(rng)}, settings or LoopSettings())
     policy: BCPolicy = accelerator.unwrap_model(model)
     return policy.eval()
 

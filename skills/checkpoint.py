@@ -107,7 +107,9 @@ def load_state(
     config_path, weights_path = root / CONFIG_NAME, root / WEIGHTS_NAME
     for path in (config_path, weights_path):
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: {root} is not a '{kind}' checkpoint (expected {WEIGHTS_NAME} and {CONFIG_NAME})")
+            raise FileNotFoundError(
+                f"{path} not found: {root} is not a '{kind}' checkpoint (expected {WEIGHTS_NAME} and {CONFIG_NAME})"
+            )
     try:
         payload = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:

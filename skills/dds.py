@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,7 +186,9 @@ def train_skills(
     device = accelerator.device
     data = torch.as_tensor(np.asarray(windows), dtype=torch.float32, device=device)
     if data.ndim != 3 or data.shape[1] != config.horizon or not 0 < state_dim < data.shape[2]:
-        raise ValueError(f"windows must be (N, H={config.horizon}, S + A) with S={state_dim} < S + A, got {tuple(data.shape)}")
+        raise ValueError(
+            f"windows must be (N, H={config.horizon}, S + A) with S={state_dim} < S + A, got {tuple(data.shape)}"
+        )
     if data.shape[0] < config.encoder.codebook_size:
         raise ValueError(f"{data.shape[0]} windows cannot fill a codebook of {config.encoder.codebook_size} skills")
     count = data.shape[0]
@@ -249,7 +251,7 @@ class _TensorState:
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"tensor": self.tensor}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         self.tensor.copy_(state["tensor"])
 
 
@@ -303,7 +305,8 @@ class DDSAgent:
         """Forget current skills; the next act() picks new ones. Seeds the decoder's sampling noise."""
         self._skills: torch.Tensor | None = None
         self._age = 0
-        self._noise = torch.Generator(device=self.skills.decoder.device).manual_seed(self.seed if seed is None else seed)
+        noise_seed = self.seed if seed is None else seed
+        self._noise = torch.Generator(device=self.skills.decoder.device).manual_seed(noise_seed)
         self.chosen: list[np.ndarray] = []
 
     @torch.no_grad()

@@ -15,7 +15,7 @@ import torch
 from einops import repeat
 from torch import nn
 
-from mstt.skills.quantiser import build_quantizer, codebook_initialised, codebook_usage, CodebookUsage
+from mstt.skills.quantiser import CodebookUsage, build_quantizer, codebook_initialised, codebook_usage
 
 STD_FLOOR = 1e-6
 """Smallest std a window channel is divided by (constant channels would blow up float noise)."""
@@ -90,6 +90,9 @@ class EncodedSkills:
 
 class SkillEncoder(nn.Module):
     """(B, H, S + A) state-action windows -> discrete skills."""
+
+    window_mean: torch.Tensor
+    window_std: torch.Tensor
 
     def __init__(self, config: SkillEncoderConfig, state_dim: int, action_dim: int) -> None:
         super().__init__()

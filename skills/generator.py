@@ -15,21 +15,23 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.models.embeddings import Timesteps
 from diffusers.optimization import get_scheduler
 from einops import rearrange, repeat
+from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
 from mstt.skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
 from mstt.skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
+from mstt.skills.validation import require, require_device, resolve_device
 
 CHECKPOINT_KIND = "trajectory_generator"
 MAX_DEFAULT_INFERENCE_STEPS = 10
@@ -47,21 +49,12 @@ DDIM_TIMESTEP_SPACING = "trailing"
 Tensor = torch.Tensor
 
 
-def _resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else is passed to torch.device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _std(x: Tensor) -> Tensor:
     """(N, D) -> (D,) std floored at STD_FLOOR; ones for a single row, whose std is undefined."""
     return x.std(0).clamp_min(STD_FLOOR) if x.shape[0] > 1 else torch.ones_like(x[0])
 
 
-def _check(condition: bool, name: str, value: Any, requirement: str) -> None:
-    if not condition:
-        raise ValueError(f"GeneratorConfig.{name} {requirement}, got {value!r}")
+_check = partial(require, config="GeneratorConfig")
 
 
 DENOISERS = ("unet", "mlp")
@@ -166,12 +159,7 @@ class GeneratorConfig:
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         _check(self.steps >= 0, "steps", self.steps, "must be >= 0")
         _check(self.log_every >= 1, "log_every", self.log_every, "must be >= 1")
-        try:
-            _resolve_device(self.device)
-        except RuntimeError as error:
-            raise ValueError(
-                f"GeneratorConfig.device must name a torch device or 'auto', got {self.device!r}"
-            ) from error
+        require_device("GeneratorConfig", self.device)
 
     def scheduler_kwargs(self) -> dict[str, Any]:
         """The arguments DDPMScheduler and DDIMScheduler share, so both use the same noise schedule."""
@@ -283,6 +271,13 @@ class MLPDenoiser(nn.Module):
 class TrajectoryGenerator(nn.Module):
     """Noise-prediction diffusion over (H, S + A) sub-trajectories with its data normalisation as buffers."""
 
+    traj_min: torch.Tensor
+    traj_max: torch.Tensor
+    state_mean: torch.Tensor
+    state_std: torch.Tensor
+    goal_mean: torch.Tensor
+    goal_std: torch.Tensor
+
     def __init__(self, config: GeneratorConfig, state_dim: int, action_dim: int, goal_dim: int = 0) -> None:
         super().__init__()
         if state_dim < 1 or action_dim < 0 or goal_dim < 0:
@@ -310,6 +305,11 @@ class TrajectoryGenerator(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.traj_min.device
+
+    @property
+    def goal_conditioned(self) -> bool:
+        """Whether ``sample`` reads goals."""
+        return self.config.goal_conditioned
 
     @property
     def channels(self) -> int:
@@ -443,7 +443,7 @@ class TrajectoryGenerator(nn.Module):
         config = config_from_dict(GeneratorConfig, config_dict, directory)
         generator = cls(config, int(extra["state_dim"]), int(extra["action_dim"]), int(extra["goal_dim"]))
         load_module_state(generator, state, directory)
-        return generator.to(_resolve_device(config.device)).eval()
+        return generator.to(resolve_device(config.device)).eval()
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mstt.skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
+from mstt.skills.layers import mlp
 from mstt.skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
 
 CHECKPOINT_KIND = "iql_learner"
@@ -151,22 +152,12 @@ def deterministic_awr_loss(
 # Networks and trainer
 
 
-def mlp(in_dim: int, hidden: int, out_dim: int, layers: int) -> nn.Sequential:
-    blocks: list[nn.Module] = []
-    width = in_dim
-    for _ in range(layers):
-        blocks += [nn.Linear(width, hidden), nn.ReLU()]
-        width = hidden
-    blocks.append(nn.Linear(width, out_dim))
-    return nn.Sequential(*blocks)
-
-
 class _TwinQ(nn.Module):
     """Two Q heads. Discrete: (B, D) -> (2, B, K). Continuous: (B, D + A) -> (2, B, 1)."""
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int, layers: int) -> None:
         super().__init__()
-        self.heads = nn.ModuleList(mlp(in_dim, hidden, out_dim, layers) for _ in range(2))
+        self.heads = nn.ModuleList(mlp(in_dim, hidden, out_dim, layers, nn.ReLU) for _ in range(2))
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.stack([head(x) for head in self.heads])
@@ -187,6 +178,9 @@ class IQLLearner(nn.Module):
     ``action_kind='continuous'``: ``action_dim`` = A, a deterministic tanh actor (the primitive-action baseline).
     """
 
+    input_mean: torch.Tensor
+    input_std: torch.Tensor
+
     def __init__(
         self, config: IQLConfig, obs_dim: int, goal_dim: int, action_dim: int,
         action_kind: Literal["discrete", "continuous"],
@@ -195,15 +189,18 @@ class IQLLearner(nn.Module):
         if action_kind not in ACTION_KINDS:
             raise ValueError(f"action_kind must be one of {ACTION_KINDS}, got {action_kind!r}")
         if obs_dim < 1 or goal_dim < 0 or action_dim < 1:
-            raise ValueError(f"need obs_dim >= 1, goal_dim >= 0, action_dim >= 1; got {obs_dim}, {goal_dim}, {action_dim}")
+            raise ValueError(
+                f"need obs_dim >= 1, goal_dim >= 0, action_dim >= 1; got {obs_dim}, {goal_dim}, {action_dim}"
+            )
         self.config, self.action_kind = config, action_kind
         self.obs_dim, self.goal_dim, self.action_dim = obs_dim, goal_dim, action_dim
         in_dim = obs_dim + goal_dim
         discrete = action_kind == "discrete"
-        self.q = _TwinQ(in_dim if discrete else in_dim + action_dim, config.hidden, action_dim if discrete else 1, config.layers)
+        q_in, q_out = (in_dim, action_dim) if discrete else (in_dim + action_dim, 1)
+        self.q = _TwinQ(q_in, config.hidden, q_out, config.layers)
         self.target_q = AveragedModel(self.q, multi_avg_fn=get_ema_multi_avg_fn(1.0 - config.tau))
-        self.value = mlp(in_dim, config.hidden, 1, config.layers)
-        self.policy = mlp(in_dim, config.hidden, action_dim, config.layers)
+        self.value = mlp(in_dim, config.hidden, 1, config.layers, nn.ReLU)
+        self.policy = mlp(in_dim, config.hidden, action_dim, config.layers, nn.ReLU)
         self.register_buffer("input_mean", torch.zeros(in_dim))
         self.register_buffer("input_std", torch.ones(in_dim))
 
@@ -236,12 +233,15 @@ class IQLLearner(nn.Module):
             target_q = self._q_of(self.target_q, x, batch["actions"]).min(dim=0).values
             next_v = self.value(self.inputs(batch["next_observations"], batch["next_goals"])).squeeze(-1)
         v = value_loss(self.value(x).squeeze(-1), target_q, config.expectile)
-        q = q_loss(self._q_of(self.q, x, batch["actions"]), batch["returns"], batch["discounts"], batch["dones"], next_v)
+        q_taken = self._q_of(self.q, x, batch["actions"])
+        q = q_loss(q_taken, batch["returns"], batch["discounts"], batch["dones"], next_v)
         out = self.policy(x)
         if self.action_kind == "discrete":
             pi = discrete_awr_loss(out, batch["actions"], v.advantage, config.temperature, config.max_weight)
         else:
-            pi = deterministic_awr_loss(torch.tanh(out), batch["actions"], v.advantage, config.temperature, config.max_weight)
+            pi = deterministic_awr_loss(
+                torch.tanh(out), batch["actions"], v.advantage, config.temperature, config.max_weight
+            )
         return IQLLoss(v.total + q.total + pi.total, v, q, pi)
 
     @torch.no_grad()
@@ -266,7 +266,8 @@ class IQLLearner(nn.Module):
     def from_pretrained(cls, directory: str | os.PathLike[str], device: str | None = None) -> IQLLearner:
         state, values, extra = load_state(directory, CHECKPOINT_KIND)
         config = config_from_dict(IQLConfig, values, directory)
-        model = cls(config, int(extra["obs_dim"]), int(extra["goal_dim"]), int(extra["action_dim"]), extra["action_kind"])
+        dims = int(extra["obs_dim"]), int(extra["goal_dim"]), int(extra["action_dim"])
+        model = cls(config, *dims, extra["action_kind"])
         load_module_state(model, state, directory)
         return model.to(device or "cpu").eval()
 
@@ -283,7 +284,9 @@ class IQLReport:
     seconds: float
 
 
-TRANSITION_KEYS = ("observations", "goals", "actions", "returns", "discounts", "dones", "next_observations", "next_goals")
+TRANSITION_KEYS = (
+    "observations", "goals", "actions", "returns", "discounts", "dones", "next_observations", "next_goals",
+)
 
 
 def train_iql(
@@ -323,7 +326,8 @@ def train_iql(
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        learner = IQLLearner(config, tensors["observations"].shape[1], tensors["goals"].shape[1], action_dim, action_kind)
+        obs_dim, goal_dim = tensors["observations"].shape[1], tensors["goals"].shape[1]
+        learner = IQLLearner(config, obs_dim, goal_dim, action_dim, action_kind)
     learner.set_normalisation(tensors["observations"].cpu(), tensors["goals"].cpu())
     learner.to(device)
     params = [p for n, p in learner.named_parameters() if not n.startswith("target_q.")]

@@ -1,5 +1,5 @@
 """Skill masks: which of the L skill tokens an agent may use. Built from one observation-only demo at
-deployment (``infer_mask``), and sampled at random or from data segments while training the critic.
+deployment (``infer_mask``), and sampled at random or from data segments (on the device) while training the critic.
 
 A ``SkillMask`` is a bool tensor of shape (L,): ``m[z]`` is True when token z is permitted. Batches of masks
 are (B, L) bool tensors.
@@ -8,8 +8,9 @@ are (B, L) bool tensors.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Literal, TypeAlias, overload
 
 import numpy as np
 import torch
@@ -25,6 +26,8 @@ from mstt.skills.windows import (
 
 SkillMask: TypeAlias = torch.Tensor
 """(L,) bool tensor; True marks a permitted skill token."""
+PAD_TOKEN = -1
+"""Fills a per-episode token table past an episode's last window."""
 
 # A demo with fewer of its windows inside the tokenizer's training distribution than this share is probably
 # from another world, scale or coordinate frame; its mask is then unreliable and the caller should know.
@@ -59,7 +62,9 @@ class MaskInferenceConfig:
                 f"MaskInferenceConfig.time_warp must be (low, high) with 0 < low <= high, got {self.time_warp!r}"
             )
         if not (math.isfinite(self.offset_sigma) and self.offset_sigma >= 0):
-            raise ValueError(f"MaskInferenceConfig.offset_sigma must be a finite number >= 0, got {self.offset_sigma!r}")
+            raise ValueError(
+                f"MaskInferenceConfig.offset_sigma must be a finite number >= 0, got {self.offset_sigma!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -193,7 +198,8 @@ def infer_route_mask(
     dt: float | None = None,
 ) -> tuple[SkillMask, MaskReport]:
     """The skill mask of a demo given as several paths (the pieces of a route with gaps). Each path goes through
-    ``infer_mask``; the mask is the union and the report pools the windows. A piece too short for one window is skipped, unless every piece is.
+    ``infer_mask``; the mask is the union and the report pools the windows. A piece too short for one window is
+    skipped, unless every piece is.
 
     Args:
         paths: (K_i, P) positions with (K_i,) timestamps or None, one pair per path.
@@ -241,61 +247,153 @@ def infer_route_mask(
 def bernoulli_masks(batch: int, L: int, keep_prob: float, generator: torch.Generator) -> torch.Tensor:
     """(B, L) masks with each token kept independently with ``keep_prob``, on ``generator``'s device.
 
-    Every row keeps at least one token (an empty row gets one uniformly chosen token): a mask that forbids
-    every skill has no masked Bellman target.
+    One (B, L) uniform draw from ``generator`` and nothing else. A row may keep no token: the critic's target for it
+    is the sink's value, which is what a mask that forbids every skill means.
     """
     if batch < 0 or L < 1:
         raise ValueError(f"bernoulli_masks needs batch >= 0 and L >= 1, got batch={batch}, L={L}")
-    if not (0.0 < keep_prob <= 1.0):
-        raise ValueError(f"keep_prob must lie in (0, 1], got {keep_prob!r}")
-    device = generator.device
-    masks = torch.rand(batch, L, generator=generator, device=device) < keep_prob  # (B, L)
-    fallback = torch.randint(L, (batch,), generator=generator, device=device)  # (B,)
-    empty = ~masks.any(dim=1)
-    masks[empty, fallback[empty]] = True
-    return masks
+    if not 0.0 < keep_prob < 1.0:
+        raise ValueError(f"keep_prob must lie in (0, 1), got {keep_prob!r}")
+    return torch.rand(batch, L, generator=generator, device=generator.device) < keep_prob
+
+
+def uniform_int(low: torch.Tensor, high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(B,) long uniform integers in [low, high] (inclusive), elementwise, from one (B,) uniform draw."""
+    u = torch.rand(low.shape, generator=generator, device=low.device)
+    return torch.minimum(low + (u * (high - low + 1).to(u.dtype)).long(), high)
+
+
+def pad_token_sequences(sequences: Sequence[torch.Tensor | np.ndarray], L: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-episode (W_e,) token sequences in [0, L) -> ((E, W_max) PAD_TOKEN-padded table, (E,) lengths).
+
+    Empty sequences are dropped (no segment can start in them); a sequence with a token outside [0, L) is refused.
+    """
+    seqs = [torch.as_tensor(np.asarray(s), dtype=torch.long).reshape(-1) for s in sequences if len(s) > 0]
+    if not seqs:
+        raise ValueError("the token sequences hold no non-empty sequence to cut segments from")
+    for index, seq in enumerate(seqs):
+        if int(seq.min()) < 0 or int(seq.max()) >= L:
+            raise ValueError(
+                f"token sequence {index} holds tokens outside [0, {L}): min {int(seq.min())}, max {int(seq.max())}"
+            )
+    table = torch.full((len(seqs), max(s.shape[0] for s in seqs)), PAD_TOKEN, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        table[i, : s.shape[0]] = s
+    return table, torch.tensor([s.shape[0] for s in seqs], dtype=torch.long)
+
+
+def _segment_tokens_mask(
+    episode_tokens: torch.Tensor,
+    episode: torch.Tensor,
+    start: torch.Tensor,
+    length: torch.Tensor,
+    max_length: int,
+    num_skills: int,
+) -> torch.Tensor:
+    """(B, L) bool: the tokens of windows start .. start + length - 1 of each row's episode."""
+    offsets = torch.arange(max_length, device=episode.device)  # (M,)
+    index = (start[:, None] + offsets[None]).clamp_max(episode_tokens.shape[1] - 1)  # (B, M)
+    tokens = episode_tokens[episode[:, None], index]  # (B, M)
+    valid = (offsets[None] < length[:, None]) & (tokens >= 0)
+    counts = torch.zeros(episode.shape[0], num_skills, device=episode.device)
+    counts.scatter_add_(1, tokens.clamp_min(0), valid.to(counts.dtype))
+    return counts > 0
+
+
+@overload
+def segment_masks(
+    episode_tokens: torch.Tensor,
+    episode_windows: torch.Tensor,
+    n: int,
+    num_skills: int,
+    generator: torch.Generator,
+    *,
+    segments_per_mask: int,
+    min_windows: int,
+    max_windows: int,
+    anchor_episode: torch.Tensor | None = ...,
+    anchor_window: torch.Tensor | None = ...,
+    return_first: Literal[False] = ...,
+) -> torch.Tensor: ...
+
+
+@overload
+def segment_masks(
+    episode_tokens: torch.Tensor,
+    episode_windows: torch.Tensor,
+    n: int,
+    num_skills: int,
+    generator: torch.Generator,
+    *,
+    segments_per_mask: int,
+    min_windows: int,
+    max_windows: int,
+    anchor_episode: torch.Tensor | None = ...,
+    anchor_window: torch.Tensor | None = ...,
+    return_first: Literal[True],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]: ...
 
 
 def segment_masks(
-    token_sequences: list[np.ndarray],
-    batch: int,
-    L: int,
-    min_len: int,
-    max_len: int,
-    rng: np.random.Generator,
-    device: str | torch.device = "cpu",
-) -> torch.Tensor:
-    """(B, L) masks, each the set of tokens of one random contiguous segment of the data's token sequences.
+    episode_tokens: torch.Tensor,
+    episode_windows: torch.Tensor,
+    n: int,
+    num_skills: int,
+    generator: torch.Generator,
+    *,
+    segments_per_mask: int,
+    min_windows: int,
+    max_windows: int,
+    anchor_episode: torch.Tensor | None = None,
+    anchor_window: torch.Tensor | None = None,
+    return_first: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Structured masks: unions of the tokens of 1..segments_per_mask contiguous data segments, on the device.
 
-    Such masks are spatially coherent like a real demo's (a stretch of one route), unlike Bernoulli masks.
-    A sequence is drawn with probability proportional to its length, so every data window is equally likely
-    to start a segment; the segment length is uniform in [min_len, max_len], capped at the sequence length.
+    Such masks are spatially coherent like a real demo's (a stretch of one route), unlike Bernoulli masks. A
+    non-anchored segment's episode is drawn in proportion to its windows, so every data window is equally likely to
+    be covered; its length is uniform in [min_windows, max_windows], capped at the episode's windows.
 
     Args:
-        token_sequences: per-episode (N_i,) int tokens in [0, L), e.g. from ``token_sequence``.
-        batch: B.
-        L: codebook size.
-        min_len, max_len: segment length range in tokens (windows), 1 <= min_len <= max_len.
-        rng: source of randomness.
-        device: device of the returned tensor.
+        episode_tokens: (E, W_max) long per-episode window tokens, PAD_TOKEN-padded (``pad_token_sequences``).
+        episode_windows: (E,) long windows per episode (episodes without windows are never drawn).
+        n: number of masks B.
+        num_skills: L.
+        generator: device RNG.
+        segments_per_mask: a mask unions 1..segments_per_mask segments (uniform).
+        min_windows, max_windows: segment length range in windows, 1 <= min_windows <= max_windows.
+        anchor_episode, anchor_window: (B,) long; when given, the first segment of row b contains window
+            ``anchor_window[b]`` of episode ``anchor_episode[b]`` (indices into the same token table).
+        return_first: also return the first segment of each row as (episode, start window, length).
+
+    Returns:
+        (B, L) bool masks, or (masks, (B,) episode, (B,) start, (B,) length) with ``return_first``.
     """
-    if batch < 0 or L < 1:
-        raise ValueError(f"segment_masks needs batch >= 0 and L >= 1, got batch={batch}, L={L}")
-    if not (1 <= min_len <= max_len):
-        raise ValueError(f"segment lengths must satisfy 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
-    sequences = [np.asarray(s, dtype=np.int64).reshape(-1) for s in token_sequences]
-    sequences = [s for s in sequences if s.size > 0]
-    if not sequences:
-        raise ValueError("segment_masks needs at least one non-empty token sequence")
-    for index, seq in enumerate(sequences):
-        if seq.min() < 0 or seq.max() >= L:
-            raise ValueError(f"token sequence {index} holds tokens outside [0, {L}): min {seq.min()}, max {seq.max()}")
-    lengths = np.array([s.size for s in sequences])
-    picks = rng.choice(len(sequences), size=batch, p=lengths / lengths.sum())
-    masks = np.zeros((batch, L), dtype=bool)
-    for row, pick in enumerate(picks):
-        seq = sequences[pick]
-        span = min(int(rng.integers(min_len, max_len + 1)), seq.size)
-        start = int(rng.integers(0, seq.size - span + 1))
-        masks[row, seq[start : start + span]] = True
-    return torch.as_tensor(masks, device=device)
+    if not 1 <= min_windows <= max_windows or segments_per_mask < 1:
+        raise ValueError(
+            "segment_masks needs 1 <= min_windows <= max_windows and segments_per_mask >= 1, got "
+            f"min_windows={min_windows}, max_windows={max_windows}, segments_per_mask={segments_per_mask}"
+        )
+    device = episode_tokens.device
+    lo = torch.full((n,), min_windows, device=device, dtype=torch.long)
+    hi = torch.full((n,), max_windows, device=device, dtype=torch.long)
+    count = uniform_int(torch.ones_like(lo), torch.full_like(lo, segments_per_mask), generator)
+    mask = torch.zeros(n, num_skills, dtype=torch.bool, device=device)
+    for k in range(segments_per_mask):
+        if k == 0 and anchor_episode is not None and anchor_window is not None:
+            episode = anchor_episode
+            windows = episode_windows[episode]
+            length = torch.minimum(uniform_int(lo, hi, generator), windows)
+            first = (anchor_window - length + 1).clamp_min(0)
+            last = torch.minimum(anchor_window, windows - length)
+            start = uniform_int(first, last, generator)
+        else:
+            episode = torch.multinomial(episode_windows.float(), n, replacement=True, generator=generator)
+            windows = episode_windows[episode]
+            length = torch.minimum(uniform_int(lo, hi, generator), windows)
+            start = uniform_int(torch.zeros_like(windows), windows - length, generator)
+        segment = _segment_tokens_mask(episode_tokens, episode, start, length, max_windows, num_skills)
+        mask |= segment & (k < count)[:, None]
+        if k == 0:
+            first_segment = (episode, start, length)
+    return (mask, *first_segment) if return_first else mask

@@ -1,62 +1,54 @@
 """Skill planner: propose sub-trajectories with the generator, drop those whose token is masked, pick with the critic.
 ``SkillPlanner.plan`` does it batched on the device for E environments; ``plan_one_at_a_time`` is the paper's
-Algorithm 2, kept as the reference the benchmark compares against (it ranks by the skill's Q, ``score = "token"``).
+Algorithm 2, kept as the reference the benchmark compares against (it ranks by the skill's Q alone).
 
-Scores (``PlannerConfig.score``, ``prefer_support``) decide among the permitted candidates; the mask only filters.
-Ranking by the skill's Q alone cannot separate candidates of one skill, and with position-dominated skills one skill
-holds windows heading every way at a corner or from rest; the candidate-level scores look at where each candidate
-actually goes (its end state, whether it reaches the goal), and ``prefer_support`` ranks first the candidates whose
-skill the data takes at the current state, since the critic's Q is trained on those alone. ``lookahead_depth`` 2 looks
-one skill further: the generator proposes continuations from each candidate's end state, the mask filters them, and
-the best permitted continuation's end state is valued (a candidate from which no continuation is permitted leads to
-the sink).
+Scores (``PlannerConfig.score``, a table in ``SkillPlanner``) and ``prefer_support`` decide among the permitted
+candidates; the mask only filters. Ranking by the skill's Q alone (``score = "token"``, the paper's choice) cannot
+separate candidates of one skill, and with position-dominated skills one skill holds windows heading every way at a
+corner or from rest. ``"token_lookahead"`` also looks at where each candidate goes: one whose positions reach the goal
+scores the goal reward, and the candidates of the best skill are ordered by the value of the state they end in.
+``prefer_support`` ranks first the candidates whose skill the data takes at the current state, since the critic's Q is
+trained on those alone. ``lookahead_depth`` 2 looks one skill further: the generator proposes continuations from each
+candidate's end state, the mask filters them, and the best permitted continuation's end state is valued (a candidate
+from which no continuation is permitted leads to the sink).
 
 Demo match (``match_radius``, off by default; the paper filters by token alone): given the demo's own windows
 (``DemoWindows``, passed to ``plan`` as ``anchors``), a candidate is permitted only if its token is unmasked and it
 passes within ``match_radius`` (RMS over its H positions, world units) of one of the demo's windows of that token. A
 token stands for every data window it quantises; next to a forbidden region that can be too coarse (Fetch: even the
-oracle mask, built from the true zone, let 41-66% of episodes clip the zone a few centimetres from the start). With
-anchors and a radius the fallback is the candidate nearest to any demo window.
+oracle mask, built from the true zone, let 41-66% of episodes clip the zone a few centimetres from the start).
 
-Fallback (when no candidate of an environment survives the mask after ``max_resamples`` resamples): with
-``fallback = "toward_feasible"`` (the default) the planner returns the candidate that ends nearest to where a
-permitted skill starts (the tokenizer's ``token_starts()``): an agent that has left the demo's skills heads back to
-them instead of wandering on among forbidden ones (measured on maze T1: the token-distance fallback kept agents
-roaming a walled-off route). It is flagged in ``Plan.used_fallback`` and its token is masked, so callers must check
-the flag; a tokenizer without ``token_starts`` gets the token-distance fallback. With
-``fallback = "nearest_feasible"`` the planner returns the candidate whose token is closest to a feasible (unmasked)
-codeword under a token distance, ties broken by Q, and flags it in ``Plan.used_fallback``; the token it returns is
-then masked, so callers must check the flag. The distance comes from, in order: the ``token_distance`` given to the
-planner (an (L, L) tensor or a callable returning one, e.g. from the tokenizer's codebook), the tokenizer's own
-``token_distance()`` method if it has one, else the distance between per-token mean windows of the candidates seen
-in this call (tokens never seen are infinitely far; if no feasible token was ever seen the best-Q candidate is
-returned, still flagged). ``fallback = "error"`` raises instead.
+Fallback (when no candidate of an environment survives the filter after ``max_resamples`` resamples): with the demo
+match, the candidate nearest to any demo window; otherwise the candidate that ends nearest to where a permitted skill
+starts (the tokenizer's ``token_starts()``), so an agent that has left the demo's skills heads back to them instead of
+wandering on among forbidden ones. It is flagged in ``Plan.used_fallback`` and its token is masked (or off the demo),
+so callers must check the flag.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, cast, get_args, runtime_checkable
 
 import torch
 from einops import rearrange
 
-from mstt.skills.critic import GOAL_REWARD, TERMINATION_REWARD, prior_support
+from mstt.skills.critic.bellman import GOAL_REWARD, TERMINATION_REWARD
 from mstt.skills.masks import DemoWindows
 
 Tensor = torch.Tensor
-FALLBACKS = ("toward_feasible", "nearest_feasible", "error")
-SCORES = ("token", "token_goal", "token_lookahead", "lookahead")
+Score = Literal["token", "token_lookahead"]
+SCORES: tuple[str, ...] = get_args(Score)
+"""The names ``PlannerConfig.score`` accepts (the keys of ``SkillPlanner``'s score table)."""
 SUPPORT_PENALTY = 2.0
 """'prefer_support': subtracted from the score of a candidate whose skill is outside the data's support at the state
 (scores lie in [0, 1], so any supported permitted candidate outranks every unsupported one)."""
 
 
 @runtime_checkable
-class SkillTokenizer(Protocol):
-    """What the planner needs from the skill tokenizer."""
+class TokenEncoder(Protocol):
+    """What the planner needs from the skill tokenizer: windows to tokens, and where each token's skill starts."""
 
     horizon: int
     codebook_size: int
@@ -65,10 +57,21 @@ class SkillTokenizer(Protocol):
         """(B, H, P) position windows -> (B,) long tokens in [0, codebook_size)."""
         ...
 
+    def token_starts(self) -> Tensor:
+        """(L, P) world position where each token's skill starts (the fallback steers towards permitted ones)."""
+        ...
+
 
 @runtime_checkable
 class CandidateGenerator(Protocol):
     """What the planner needs from the sub-trajectory generator."""
+
+    state_dim: int
+    """S: a candidate's observations are its first S features."""
+    goal_conditioned: bool
+    """Whether ``sample`` reads goals (the planner passes None otherwise)."""
+    device: torch.device
+    """Where candidates are made; the planner works there."""
 
     def sample(
         self, states: Tensor, n: int, goals: Tensor | None = None, generator: torch.Generator | None = None
@@ -81,12 +84,23 @@ class CandidateGenerator(Protocol):
 class SkillCritic(Protocol):
     """What the planner needs from the critic."""
 
+    goal_radius: float | None
+    """A candidate whose positions come this close to the goal reaches it. None: the critic knows no goal, and its
+    candidates are ranked by their skill's Q alone whatever the score (the constant critic)."""
+    discount: float
+    """Skill-level discount gamma ** H of the lookahead."""
+
     def q_values(self, s: Tensor, m: Tensor, g: Tensor | None = None) -> Tensor:
         """(B, S), (B, L) bool, (B, G) -> (B, L) Q over all skills."""
         ...
 
+    def state_values(self, s: Tensor, m: Tensor, g: Tensor | None = None) -> Tensor:
+        """(B, S), (B, L) bool, (B, G) -> (B,) V(s, m, g): the best Q over permitted skills in the data's support."""
+        ...
 
-TokenDistance = Tensor | Callable[[], Tensor]
+    def skill_support(self, s: Tensor) -> Tensor:
+        """(B, S) -> (B, L) bool: the skills the data takes at s (the critic's skill prior above its threshold)."""
+        ...
 
 
 @dataclass
@@ -97,9 +111,6 @@ class PlannerConfig:
     """N, candidates sampled per environment per round (one generator call for all E * N)."""
     max_resamples: int = 3
     """Extra rounds, only for environments where no candidate survived the mask (>= 0)."""
-    fallback: str = "toward_feasible"
-    """'toward_feasible' (flagged candidate ending nearest to a permitted skill's start), 'nearest_feasible'
-    (flagged candidate whose token is closest to a permitted codeword) or 'error' (raise RuntimeError)."""
     pos_start: int = 0
     """First observation index of the position the tokenizer reads (the pos slice is [pos_start, pos_stop))."""
     pos_stop: int = 2
@@ -108,28 +119,22 @@ class PlannerConfig:
     """Seeds the planner's own torch generator (candidate noise)."""
     sample_steps: int | None = None
     """Denoising steps per candidate batch; None keeps the generator's own inference_steps."""
-    prefer_support: bool = False
+    prefer_support: bool = True
     """Rank permitted candidates whose skill is in the data's support at the current state (the critic's skill prior
     p(z | s) above its threshold, the set its Bellman max uses) above all others: Q is trained on data skills only,
     and a generator sample that runs through a wall gets a skill the data never takes there, with an untrained Q."""
-    score: str = "token"
+    score: Score = "token_lookahead"
     """How the critic ranks the permitted candidates. 'token': Q(s, z, m, g) of the candidate's skill (the paper's
-    choice; candidates of one skill tie). 'token_goal': the same, except that a candidate whose own positions reach
-    the goal scores the goal reward, 1 (a skill's Q is its expected return; this candidate's return is known).
-    'token_lookahead': 'token_goal', with the candidates that tie on it (those of the best skill) ordered by the
-    lookahead below: a position-dominated skill barely tells directions apart at a corner; where each candidate
-    ends does.
-    'lookahead': the candidate's own one-skill return, the critic's goal reward (1) if its positions reach the goal,
-    else gamma_H * V(s_H, m, g) at the state it ends in (the critic's ``state_values``: max Q over permitted skills in
-    the data's support there; one more critic call for all E * N end states). Used alone it ranks across skills by a
-    noisy V and picks its errors (measured: 0-10% on the quick maze config); 'token_lookahead' is what the configs
-    use."""
-
+    choice; candidates of one skill tie). 'token_lookahead': the same, except that a candidate whose own positions
+    reach the goal scores the goal reward, 1 (a skill's Q is its expected return; this candidate's return is known),
+    and the candidates that tie on it (those of the best skill) are ordered by the lookahead: gamma_H * V(s_H, m, g)
+    at the state each ends in (the critic's ``state_values``; one more critic call for all E * N end states). A
+    position-dominated skill barely tells directions apart at a corner; where each candidate ends does."""
     lookahead_depth: int = 1
-    """Skills the lookahead scores look ahead: 1 values each candidate's end state with the critic; 2 also samples
+    """Skills the lookahead looks ahead: 1 values each candidate's end state with the critic; 2 also samples
     ``lookahead_candidates`` continuations from it, filters them by the mask and values the best one's end state.
-    From rest, one 16-step window barely leaves the start cell, where the critic cannot tell the routes apart; the
-    second skill's tokens do, and the mask removes continuations into walled-off routes."""
+    From rest, one window barely leaves the start cell, where the critic cannot tell the routes apart; the second
+    skill's tokens do, and the mask removes continuations into walled-off routes."""
     lookahead_candidates: int = 8
     """Continuations sampled per candidate and level when ``lookahead_depth`` > 1."""
     match_radius: float | None = None
@@ -149,8 +154,6 @@ class PlannerConfig:
             raise ValueError(f"PlannerConfig.n_candidates must be >= 1, got {self.n_candidates!r}")
         if self.max_resamples < 0:
             raise ValueError(f"PlannerConfig.max_resamples must be >= 0, got {self.max_resamples!r}")
-        if self.fallback not in FALLBACKS:
-            raise ValueError(f"PlannerConfig.fallback must be one of {FALLBACKS}, got {self.fallback!r}")
         if self.score not in SCORES:
             raise ValueError(f"PlannerConfig.score must be one of {SCORES}, got {self.score!r}")
         if self.sample_steps is not None and self.sample_steps < 1:
@@ -212,35 +215,6 @@ def select_feasible(
     return best, best_q, feasible.sum(dim=1)
 
 
-def _nearest_feasible(
-    tokens: Tensor, masks: Tensor, q_all: Tensor, distance: Tensor
-) -> Tensor:
-    """(E, N) tokens, (E, L) masks, (E, L) Q, (L, L) token distance -> (E,) fallback candidate index.
-
-    Minimises the distance from a candidate's token to the nearest unmasked codeword; Q breaks ties.
-    """
-    to_feasible = distance[None].masked_fill(~masks[:, None, :], math.inf).amin(dim=-1)  # (E, L)
-    cost = to_feasible.gather(1, tokens)  # (E, N)
-    closest = cost == cost.amin(dim=1, keepdim=True)  # (E, N); all True where every cost is inf
-    return q_all.gather(1, tokens).masked_fill(~closest, -math.inf).argmax(dim=1)
-
-
-def _centroid_distance(windows: Tensor, tokens: Tensor, num_skills: int) -> Tensor:
-    """(M, H, P) windows, (M,) tokens -> (L, L) distance of per-token mean windows (inf for unseen tokens).
-
-    Windows are taken relative to their start, so the distance compares motions, not where they happen.
-    """
-    flat = rearrange(windows - windows[:, :1], "m h p -> m (h p)")
-    sums = torch.zeros(num_skills, flat.shape[1], device=flat.device, dtype=flat.dtype).index_add_(0, tokens, flat)
-    counts = torch.zeros(num_skills, device=flat.device, dtype=flat.dtype).index_add_(
-        0, tokens, torch.ones_like(tokens, dtype=flat.dtype)
-    )
-    seen = counts > 0
-    centroids = sums / counts.clamp_min(1)[:, None]
-    distance = torch.cdist(centroids, centroids)
-    return distance.masked_fill(~(seen[:, None] & seen[None, :]), math.inf)
-
-
 def demo_distance(positions: Tensor, tokens: Tensor, anchors: DemoWindows) -> tuple[Tensor, Tensor]:
     """(E, N, H, P) candidate positions, (E, N) their tokens -> ((E, N) RMS distance to the nearest demo window of the
     same token, inf where the demo has none; (E, N) RMS distance to the nearest demo window of any token)."""
@@ -263,31 +237,25 @@ class SkillPlanner:
     def __init__(
         self,
         generator: CandidateGenerator,
-        tokenizer: SkillTokenizer,
+        tokenizer: TokenEncoder,
         critic: SkillCritic,
         config: PlannerConfig,
-        token_distance: TokenDistance | None = None,
         device: torch.device | str | None = None,
     ) -> None:
         self.generator, self.tokenizer, self.critic, self.config = generator, tokenizer, critic, config
         self.num_skills = int(tokenizer.codebook_size)
-        self._token_distance = token_distance
-        self.device = torch.device(device) if device is not None else _module_device(generator)
+        self.device = torch.device(device) if device is not None else generator.device
         self.rng = torch.Generator(device=self.device).manual_seed(config.seed)
         self._token_starts: Tensor | None = None
-        """(L, P) where each skill starts, decoded once on the first toward_feasible fallback."""
+        """(L, P) where each skill starts, decoded once on the first fallback."""
 
     # ---- pieces ---------------------------------------------------------------------------------------------
-
-    def _goals_for_generator(self, goals: Tensor | None) -> Tensor | None:
-        config = getattr(self.generator, "config", None)
-        return goals if getattr(config, "goal_conditioned", False) else None
 
     def _propose(self, states: Tensor, goals: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
         """(E, S) -> ((E, n, H, S + A) candidates, (E, n) tokens): one generator call, one tokenizer call."""
         steps = {} if self.config.sample_steps is None else {"steps": self.config.sample_steps}
         candidates = self.generator.sample(
-            states, n, goals=self._goals_for_generator(goals), generator=self.rng, **steps
+            states, n, goals=goals if self.generator.goal_conditioned else None, generator=self.rng, **steps
         )
         positions = rearrange(candidates[..., self.config.pos_slice], "e n h p -> (e n) h p")
         tokens = self.tokenizer.encode(positions).to(self.device, torch.long)
@@ -295,12 +263,8 @@ class SkillPlanner:
 
     def _support(self, states: Tensor) -> Tensor | None:
         """(E, S) -> (E, L) bool skills in the data's support at each state (the critic's prior), or None when
-        ``prefer_support`` is off or the critic has no prior."""
-        prior = getattr(self.critic, "skill_prior", None)
-        if not self.config.prefer_support or prior is None:
-            return None
-        config = self.critic.config
-        return prior_support(prior(states), config.prior_threshold, config.prior_threshold_mode)
+        ``prefer_support`` is off."""
+        return self.critic.skill_support(states) if self.config.prefer_support else None
 
     def _permitted(
         self, candidates: Tensor, tokens: Tensor, masks: Tensor, anchors: DemoWindows | None
@@ -319,30 +283,42 @@ class SkillPlanner:
         support: Tensor | None = None, anchors: DemoWindows | None = None,
     ) -> tuple[Tensor | None, Tensor | None]:  # fmt: skip
         """(E, N, H, S + A) candidates -> ((E, N) scores, (E, N) tie-breaks) as ``PlannerConfig.score`` and
-        ``prefer_support`` say; None where the skill's Q alone decides (also for a critic without a goal radius,
-        such as the constant critic)."""
-        score = self.config.score
-        radius = getattr(getattr(self.critic, "config", None), "goal_radius", None)
+        ``prefer_support`` say; None where the skill's Q alone decides. A critic without a goal radius is scored as
+        'token'."""
         unsupported = None if support is None else (~support.gather(1, tokens)).to(q_all.dtype)
-        if score == "token" or radius is None:
-            return (None if unsupported is None else q_all.gather(1, tokens) - SUPPORT_PENALTY * unsupported), None
-        lookahead = None
-        if score in ("lookahead", "token_lookahead"):
-            lookahead = self._lookahead(candidates, masks, goals, self.config.lookahead_depth, anchors)
-        value = lookahead if score == "lookahead" else q_all.gather(1, tokens)
+        score = self.config.score if self.critic.goal_radius is not None else "token"
+        return self._SCORES[score](self, candidates, tokens, masks, q_all, goals, unsupported, anchors)
+
+    def _token_score(
+        self, candidates: Tensor, tokens: Tensor, masks: Tensor, q_all: Tensor, goals: Tensor | None,
+        unsupported: Tensor | None, anchors: DemoWindows | None,
+    ) -> tuple[Tensor | None, Tensor | None]:  # fmt: skip
+        """'token': the skill's Q (None: ``select_feasible`` reads it), less SUPPORT_PENALTY off the support."""
+        return (None if unsupported is None else q_all.gather(1, tokens) - SUPPORT_PENALTY * unsupported), None
+
+    def _token_lookahead_score(
+        self, candidates: Tensor, tokens: Tensor, masks: Tensor, q_all: Tensor, goals: Tensor | None,
+        unsupported: Tensor | None, anchors: DemoWindows | None,
+    ) -> tuple[Tensor | None, Tensor | None]:  # fmt: skip
+        """'token_lookahead': the skill's Q, the goal reward for a candidate that reaches the goal, less
+        SUPPORT_PENALTY off the support; ties broken by the lookahead value of where each candidate ends."""
+        lookahead = self._lookahead(candidates, masks, goals, self.config.lookahead_depth, anchors)
+        value = q_all.gather(1, tokens)
         if goals is not None:
             reached = self._reaches_goal(candidates, goals)
             value = torch.where(reached, torch.full_like(value, GOAL_REWARD), value)
         if unsupported is not None:
             value = value - SUPPORT_PENALTY * unsupported
-        return value, lookahead if score == "token_lookahead" else None
+        return value, lookahead
+
+    _SCORES = {"token": _token_score, "token_lookahead": _token_lookahead_score}
 
     def _reaches_goal(self, candidates: Tensor, goals: Tensor) -> Tensor:
         """(E, N, H, S + A) candidates, (E, G) goals -> (E, N) bool: one of the candidate's positions is within the
         critic's goal radius."""
         positions = candidates[..., self.config.pos_slice]  # (E, N, H, P)
         distance = torch.linalg.vector_norm(positions - goals[:, None, None, :], dim=-1)
-        return (distance <= self.critic.config.goal_radius).any(dim=-1)
+        return (distance <= self.critic.goal_radius).any(dim=-1)
 
     def _lookahead(
         self, candidates: Tensor, masks: Tensor, goals: Tensor | None, depth: int, anchors: DemoWindows | None = None
@@ -354,7 +330,7 @@ class SkillPlanner:
         worth gamma_H times its best permitted continuation's depth-(d - 1) value (r_term, the sink's value, when
         none is permitted). A candidate whose positions reach the goal is worth the goal reward at any depth."""
         e, n = candidates.shape[:2]
-        ends = rearrange(candidates[:, :, -1, : self.critic.state_dim], "e n s -> (e n) s")
+        ends = rearrange(candidates[:, :, -1, : self.generator.state_dim], "e n s -> (e n) s")
         end_masks = masks.repeat_interleave(n, dim=0)
         end_goals = goals.repeat_interleave(n, dim=0) if goals is not None else None
         if depth <= 1:
@@ -371,33 +347,18 @@ class SkillPlanner:
             value = torch.where(self._reaches_goal(candidates, goals), torch.full_like(value, GOAL_REWARD), value)
         return value
 
-    def _distance(self, candidates: Tensor, tokens: Tensor) -> Tensor:
-        """(L, L) token distance for the fallback (see the module doc string for the order of sources)."""
-        source = self._token_distance
-        if source is None and callable(getattr(self.tokenizer, "token_distance", None)):
-            source = self.tokenizer.token_distance
-        if source is not None:
-            distance = source() if callable(source) else source
-            return distance.to(self.device, torch.float32)
-        positions = rearrange(candidates[..., self.config.pos_slice], "e n h p -> (e n) h p")
-        return _centroid_distance(positions.float(), tokens.reshape(-1), self.num_skills)
-
-    def _fallback(
-        self, candidates: Tensor, tokens: Tensor, masks: Tensor, q_all: Tensor, to_demo: Tensor | None = None
-    ) -> Tensor:
+    def _fallback(self, candidates: Tensor, masks: Tensor, to_demo: Tensor | None = None) -> Tensor:
         """(E, N, H, S + A) candidates none of which is permitted -> (E,) index of the fallback candidate: the one
-        nearest to a demo window where ``to_demo`` (E, N) is given, else as ``fallback`` says."""
+        nearest to a demo window where ``to_demo`` (E, N) is given, else the one that ends nearest to where a
+        permitted skill starts."""
         if to_demo is not None:
             return to_demo.argmin(dim=1)
-        starts = getattr(self.tokenizer, "token_starts", None)
-        if self.config.fallback == "toward_feasible" and callable(starts):
-            if self._token_starts is None:
-                self._token_starts = starts().to(self.device, torch.float32)
-            ends = candidates[:, :, -1, self.config.pos_slice].float()  # (E, N, P)
-            to_start = torch.cdist(ends, self._token_starts[None].expand(ends.shape[0], -1, -1))
-            to_start = to_start.masked_fill(~masks[:, None, :], math.inf).amin(dim=-1)  # (E, N)
-            return to_start.argmin(dim=1)
-        return _nearest_feasible(tokens, masks, q_all, self._distance(candidates, tokens))
+        if self._token_starts is None:
+            self._token_starts = self.tokenizer.token_starts().to(self.device, torch.float32)
+        ends = candidates[:, :, -1, self.config.pos_slice].float()  # (E, N, P)
+        to_start = torch.cdist(ends, self._token_starts[None].expand(ends.shape[0], -1, -1))
+        to_start = to_start.masked_fill(~masks[:, None, :], math.inf).amin(dim=-1)  # (E, N)
+        return to_start.argmin(dim=1)
 
     # ---- batched plan ---------------------------------------------------------------------------------------
 
@@ -446,18 +407,12 @@ class SkillPlanner:
             )
             candidates[empty], tokens[empty] = new_candidates, new_tokens
             if to_demo is not None:  # with anchors and a radius, every round measures it
-                to_demo[empty] = new_to_demo
+                to_demo[empty] = cast(Tensor, new_to_demo)
             best[empty], best_q[empty], n_feasible[empty] = new_best, new_q, new_feasible
             rounds[empty] += 1
         used_fallback = n_feasible == 0
         if bool(used_fallback.any()):
-            if self.config.fallback == "error":
-                raise RuntimeError(
-                    f"no candidate of environments {used_fallback.nonzero().squeeze(1).tolist()} survived the mask "
-                    f"after {self.config.max_resamples} resamples of {n}; raise max_resamples or n_candidates, or "
-                    "use fallback='nearest_feasible'"
-                )
-            fallback = self._fallback(candidates, tokens, masks, q_all, to_demo)
+            fallback = self._fallback(candidates, masks, to_demo)
             best = torch.where(used_fallback, fallback, best)
         env = torch.arange(states.shape[0], device=self.device)
         token = tokens[env, best]
@@ -504,13 +459,11 @@ class SkillPlanner:
                 q, trajectory, z = max(accepted, key=lambda item: item[0])
                 chosen.append(_Choice(trajectory, z, q, len(accepted), False, rounds))
                 continue
-            if self.config.fallback == "error":
-                raise RuntimeError(f"no candidate of environment {e} survived the mask after {budget} draws")
             last = drawn[-n:]
             cands = torch.stack([c for c, _ in last])[None]  # (1, n, H, S + A)
             toks = torch.tensor([[z for _, z in last]], device=self.device)
             q_all = self.critic.q_values(s, m, g)
-            pick = int(self._fallback(cands, toks, m, q_all)[0])
+            pick = int(self._fallback(cands, m)[0])
             z = int(toks[0, pick])
             chosen.append(_Choice(cands[0, pick], z, float(q_all[0, z]), 0, True, rounds))
         return Plan(
@@ -532,13 +485,3 @@ class _Choice(NamedTuple):
     n_feasible: int
     used_fallback: bool
     rounds: int
-
-
-def _module_device(module: Any) -> torch.device:
-    """The device of an nn.Module's first parameter or buffer; cpu for parameter-less stand-ins."""
-    device = getattr(module, "device", None)
-    if isinstance(device, torch.device):
-        return device
-    for tensor in (*getattr(module, "parameters", lambda: [])(), *getattr(module, "buffers", lambda: [])()):
-        return tensor.device
-    return torch.device("cpu")

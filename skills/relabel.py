@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import cast
 
 import numpy as np
 from einops import rearrange
@@ -46,7 +47,8 @@ class SkillTransitions:
     def concatenate(parts: Sequence[SkillTransitions]) -> SkillTransitions:
         if not parts:
             raise ValueError("no skill transitions to concatenate: every episode was shorter than H")
-        return SkillTransitions(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(SkillTransitions)})
+        columns = {f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(SkillTransitions)}
+        return SkillTransitions(**columns)
 
 
 def window_starts(steps: int, horizon: int, stride: int = 1) -> np.ndarray:
@@ -111,7 +113,7 @@ def relabel_episode(
     offsets = np.arange(horizon)
     index = starts[:, None] + offsets  # (W, H) step indices inside each window
     window_terminals = terminals[index] if len(starts) else np.zeros((0, horizon), dtype=bool)
-    has_terminal = window_terminals.any(axis=1)
+    has_terminal = cast(np.ndarray, window_terminals.any(axis=1))  # (W, H) -> (W,)
     # Steps taken: up to and including the first terminal, else all H.
     taken = np.where(has_terminal, window_terminals.argmax(axis=1) + 1, horizon)
     alive = offsets[None, :] < taken[:, None]

@@ -28,9 +28,10 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, cast
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -218,7 +219,8 @@ def evaluate_policy(policy: IntArray, P: FloatArray, R: FloatArray, gamma: float
     """Exact V^pi (S,) of a deterministic policy (S,) under dynamics P (S, L, S), rewards R (S, L)."""
     states = np.arange(P.shape[0])
     P_pi = P[states, policy]
-    return np.linalg.solve(np.eye(P.shape[0]) - gamma * P_pi, R[states, policy])
+    # numpy's stub types solve() as floating[Any] even for float64 inputs.
+    return cast(FloatArray, np.linalg.solve(np.eye(P.shape[0]) - gamma * P_pi, R[states, policy]))
 
 
 def _evaluate_masked_policy(
@@ -226,10 +228,10 @@ def _evaluate_masked_policy(
 ) -> FloatArray:
     # States with no feasible skill take the value r_term(s) outright (the empty-max fallback).
     states = np.arange(P.shape[0])
-    has_skill = feasible.any(axis=1)
+    has_skill = cast(BoolArray, feasible.any(axis=1))  # feasible is (S, L), so this is an (S,) array
     system = np.eye(P.shape[0]) - gamma * P[states, policy] * has_skill[:, None]
     rhs = np.where(has_skill, R[states, policy], r_term)
-    return np.linalg.solve(system, rhs)
+    return cast(FloatArray, np.linalg.solve(system, rhs))  # float64 in, float64 out (see evaluate_policy)
 
 
 def masked_fixed_point(
@@ -355,7 +357,7 @@ class FourRoomsWorld:
     @property
     def mask(self) -> BoolArray:
         """Skill mask m (L,): a skill token is kept iff it is blocked nowhere."""
-        return ~self.blocking.any(axis=0)
+        return ~cast(BoolArray, self.blocking.any(axis=0))  # (S, L) -> (L,)
 
     def source_dynamics(self, p_min: float) -> tuple[FloatArray, FloatArray]:
         """(P (S, L, S), R (S, L)) of the unchanged world, which the masked planner models."""

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +32,10 @@ from mstt.skills.checkpoint import (
     load_state,
     save_module,
 )
+from mstt.skills.layers import mlp
 from mstt.skills.quantiser import build_quantizer
 from mstt.skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
+from mstt.skills.validation import resolve_device
 from mstt.skills.windows import DEFAULT_DISPLACEMENT_SCALE, WindowFeatures, window_features
 
 TOKENIZER_KIND = "skill_tokenizer"
@@ -132,7 +135,9 @@ class TokenizerConfig:
             try:
                 torch.device(self.device)
             except RuntimeError as error:
-                raise ValueError(f"TokenizerConfig.device must be 'auto' or a torch device, got {self.device!r}") from error
+                raise ValueError(
+                    f"TokenizerConfig.device must be 'auto' or a torch device, got {self.device!r}"
+                ) from error
 
     @property
     def features(self) -> WindowFeatures:
@@ -141,9 +146,7 @@ class TokenizerConfig:
 
     def resolve_device(self) -> torch.device:
         """The torch device "auto" stands for on this machine."""
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
 
 @dataclass(frozen=True)
@@ -203,19 +206,13 @@ class CodebookCollapseWarning(RuntimeWarning):
     """Raised as a warning instead of CodebookCollapseError when TokenizerConfig.allow_collapse is set."""
 
 
-def _mlp(in_dim: int, hidden: int, out_dim: int, layers: int) -> nn.Sequential:
-    blocks: list[nn.Module] = []
-    width = in_dim
-    for _ in range(layers):
-        blocks += [nn.Linear(width, hidden), nn.SiLU()]
-        width = hidden
-    blocks.append(nn.Linear(width, out_dim))
-    return nn.Sequential(*blocks)
-
-
 class SkillTokenizer(nn.Module):
     """VQ-VAE over position windows. Build untrained with ``SkillTokenizer(config, pos_dim)``; train with
     ``train_tokenizer``; reload with ``SkillTokenizer.from_pretrained``."""
+
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
+    recon_error_quantiles: torch.Tensor
 
     def __init__(self, config: TokenizerConfig, pos_dim: int) -> None:
         super().__init__()
@@ -224,12 +221,12 @@ class SkillTokenizer(nn.Module):
         self.config = config
         self._pos_dim = pos_dim
         feature_dim = WindowFeatures.feature_dim(config.horizon, pos_dim)
-        self.encoder = _mlp(feature_dim, config.hidden, config.code_dim, config.layers)
+        self.encoder = mlp(feature_dim, config.hidden, config.code_dim, config.layers, nn.SiLU)
         self.quantizer = build_quantizer(
             config.code_dim, config.codebook_size, config.ema_decay, config.kmeans_init, config.kmeans_iters,
             config.threshold_ema_dead_code, config.beta, config.rotation_trick,
         )  # fmt: skip
-        self.decoder = _mlp(config.code_dim, config.hidden, feature_dim, config.layers)
+        self.decoder = mlp(config.code_dim, config.hidden, feature_dim, config.layers, nn.SiLU)
         self.register_buffer("feature_mean", torch.zeros(feature_dim))
         self.register_buffer("feature_std", torch.ones(feature_dim))
         # NaN until training measures them; infer_mask treats NaN as "no statistics".
@@ -353,17 +350,6 @@ class SkillTokenizer(nn.Module):
         return self._encode_features(self.normalised_features(windows))
 
     @torch.no_grad()
-    def token_distance(self) -> torch.Tensor:
-        """(L, L) Euclidean distance between the windows the codewords decode to, in normalised feature space.
-
-        It compares where and how each skill moves, so the planner's fallback can pick the permitted token
-        nearest to a forbidden one; the raw codebook vectors live in the encoder's arbitrary latent space.
-        """
-        self._require_trained()
-        decoded = self.decoder(self.quantizer.codebook)  # (L, H*P)
-        return torch.cdist(decoded, decoded)
-
-    @torch.no_grad()
     def token_starts(self) -> torch.Tensor:
         """(L, P) world position where each skill starts: the absolute start its codeword decodes to.
 
@@ -434,7 +420,7 @@ class _TensorState:
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"tensor": self.tensor}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         self.tensor.copy_(state["tensor"])
 
 

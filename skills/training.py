@@ -1,7 +1,7 @@
 """The one training loop every learned component runs through: accelerate for devices, a progress
 bar with the losses, periodic checkpoints of the whole training state, and resumption from them.
 
-A component supplies a `step(step_index) -> dict of floats` closure and the objects whose state
+A component supplies a `step(step_index) -> dict of floats (or 0-d tensors)` closure and the objects whose state
 must survive a restart; the loop owns everything else, written once here.
 """
 
@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, SupportsFloat
 
 from accelerate import Accelerator
 from tqdm import tqdm
@@ -67,7 +67,7 @@ def run_loop(
     name: str,
     accelerator: Accelerator,
     steps: int,
-    step_fn: Callable[[int], Mapping[str, float]],
+    step_fn: Callable[[int], Mapping[str, SupportsFloat]],
     stateful: Mapping[str, Stateful],
     settings: LoopSettings,
     log_every: int = 50,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -191,7 +192,7 @@ _CONFIG_TYPES: dict[str, type[MazeConfig] | type[FetchConfig]] = {
 }
 
 
-class _Replace(dict):  # type: ignore[type-arg]
+class _Replace(dict[str, Any]):
     """A mapping tagged ``!replace`` in YAML: under `extends` (or an override) it replaces the inherited mapping
     instead of merging into it, e.g. ``demos: !replace {t1: ../demos/maze_t1.json}`` for an experiment with fewer
     targets than the one it extends."""
@@ -239,8 +240,37 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 _UniqueKeyLoader.add_constructor(
-    "!replace", lambda loader, node: _Replace(loader.construct_mapping(node, deep=True))  # type: ignore[arg-type]
+    "!replace", lambda loader, node: _Replace(loader.construct_mapping(node, deep=True))
 )
+
+
+CONFIGS_PREFIX = "configs"
+"""The folder a command-line path starts with to name a config or demo that ships in the package (mstt.configs)."""
+
+
+def packaged_configs() -> Path:
+    """The installed configs/ folder (package data ``mstt.configs``): a real folder, so the files a config names
+    (``extends``, ``source``, ``targets``, ``demos``) resolve beside it as they do in a checkout."""
+    return Path(str(files("mstt.configs")))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """The file a command-line path names: ``path`` itself when it exists (relative to the working directory or
+    absolute), else, for a relative path ``configs/...``, that file in the installed package, so that
+    ``mstt demo-make configs/maze/t1.yaml`` works from any directory. ConfigError naming ``path`` and where it was
+    looked for when neither exists."""
+    given = Path(path)
+    if given.exists():
+        return given
+    if given.is_absolute():
+        raise ConfigError(f"{path}: file not found")
+    looked = f"looked in {Path.cwd()}"
+    if given.parts[:1] == (CONFIGS_PREFIX,):
+        packaged = packaged_configs().joinpath(*given.parts[1:])
+        if packaged.exists():
+            return packaged
+        looked += f" and in the installed package's configs ({packaged_configs()})"
+    raise ConfigError(f"{path}: file not found ({looked})")
 
 
 def referenced_file(owner: Path, field: str, value: Any) -> Path:

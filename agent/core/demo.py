@@ -50,7 +50,9 @@ class Demo(BaseModel):
                 f"format_version {self.format_version} is not one this code reads {list(READABLE_FORMAT_VERSIONS)}"
             )
         if any(not 0 < i < len(self.points) for i in self.breaks) or sorted(set(self.breaks)) != self.breaks:
-            raise ValueError(f"breaks must be increasing point indices in [1, {len(self.points) - 1}], got {self.breaks}")
+            raise ValueError(
+                f"breaks must be increasing point indices in [1, {len(self.points) - 1}], got {self.breaks}"
+            )
         if len(self.points) < 2:
             raise ValueError(f"a demo needs at least 2 points, got {len(self.points)}")
         dims = {len(p) for p in self.points}
@@ -89,7 +91,8 @@ class Demo(BaseModel):
         return self.reversed() if last < first else self
 
     def reversed(self) -> Demo:
-        """The same route walked from its end to its start (timestamps mirrored, breaks kept between the same points)."""
+        """The same route walked from its end to its start (timestamps mirrored, breaks kept between the same
+        points)."""
         n = len(self.points)
         times = None if self.timestamps is None else [self.timestamps[-1] - t for t in reversed(self.timestamps)]
         return self.model_copy(

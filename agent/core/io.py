@@ -11,6 +11,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,6 +57,15 @@ def check_writable(path: str | Path, option: str, kind: Literal["file", "folder"
             f"{option} {path}: cannot write in {existing} ({err.strerror or err}); choose a writable location"
         ) from None
     return path
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON can hold it: dataclasses (nested ones too) and the dicts around them become dicts."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: plain(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
 
 
 def write_json_atomic(data: Any, path: str | Path) -> Path:

@@ -60,21 +60,22 @@ class MazeLayout:
         found = [(r, c) for r, row in enumerate(rows) for c, ch in enumerate(row) if ch == char]
         if len(found) > 1:
             raise ValueError(f"field 'rows': {len(found)} '{char}' markers, expected at most one")
-        cell = tuple(given) if given is not None else (found[0] if found else None)
-        if cell is None:
+        picked = given if given is not None else (found[0] if found else None)
+        if picked is None:
             return None
+        cell: Cell = (int(picked[0]), int(picked[1]))
         if not self.in_bounds(cell):
             raise ValueError(f"field '{field}' = {list(cell)} is outside the maze")
         if self.walls[cell]:
             raise ValueError(f"field '{field}' = {list(cell)} is inside a wall")
-        return (int(cell[0]), int(cell[1]))
+        return cell
 
     def in_bounds(self, cell: Cell) -> bool:
         return 0 <= cell[0] < self.n_rows and 0 <= cell[1] < self.n_cols
 
     @property
     def free_cells(self) -> list[Cell]:
-        return [tuple(map(int, rc)) for rc in np.argwhere(~self.walls)]
+        return [(int(r), int(c)) for r, c in np.argwhere(~self.walls)]
 
     def maze_map(self) -> list[list[int]]:
         """The env's maze_map: 1 wall, 0 free (start and goal are given through reset options)."""

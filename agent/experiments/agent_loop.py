@@ -5,22 +5,20 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import imageio.v2 as imageio
 import numpy as np
-import torch
 
 from mstt.agent.core.demo import Demo
-from mstt.agent.experiments.controllers import ConstantCritic, DemoTracker, PlanController
-from mstt.agent.experiments.experiment import Experiment
 from mstt.agent.core.io import write_json_atomic
-from mstt.agent.worlds import make_task
-from mstt.agent.experiments.train import check_run_matches, load_models
+from mstt.agent.experiments.controllers import Video, make_vector_env, play_episodes
+from mstt.agent.experiments.evaluate import check_demo, demo_mask, method_controller, method_planners, task_demo
+from mstt.agent.experiments.experiment import Experiment
 from mstt.agent.experiments.methods import AGENT_POLICIES, METHODS
-from mstt.agent.experiments.evaluate import check_demo, demo_mask, task_demo
+from mstt.agent.experiments.train import check_run_matches, load_models
+from mstt.agent.worlds import make_task
 from mstt.perception import Scene, draw_demo, make_perceiver, parse_goal
 
 VIDEO_EVERY = 4
@@ -78,9 +76,10 @@ def run_instruction(
     check_run_matches(run, experiment)
     models = load_models(run)
     out.mkdir(parents=True, exist_ok=True)
-    env = task.make_env(render_mode="rgb_array")
+    venv = make_vector_env(task, 1, render_mode="rgb_array")
+    env = venv.envs[0]
     try:
-        obs, _ = env.reset(seed=seed, options=task.reset_options())
+        venv.reset(seed=seed, options=task.reset_options())
         frame = task.render_frame(env)
         scene = Scene.from_task(task).observe(frame)
         goal = parse_goal(instruction, scene)
@@ -100,39 +99,30 @@ def run_instruction(
             print(f"demo warning: {warning}")
         saved_demo = demo.save(out / "demo.json")
 
-        mask, report = demo_mask(task_demo(demo, task, obs["achieved_goal"], goal.target), models, experiment.config.mask)
+        oriented = task_demo(demo, task, obs["achieved_goal"], goal.target)
+        mask, report = demo_mask(oriented, models, experiment.config.mask)
         print(f"demo: {report.message}")
-        controller: Any
-        if spec.controller == "demo_route":
-            controller = DemoTracker(task, demo.positions, env.action_space.shape[0], task.config.reversible)
-        else:
-            critic = ConstantCritic(models.tokenizer.codebook_size) if spec.critic == "constant" else None
-            planner = models.planner(experiment.config.planner, critic)
-            replan_every = experiment.config.eval.replan_every or models.tokenizer.horizon
-            anchors = report.demo_windows.to(planner.device)  # the demo's windows: planner.match_radius
-            plan = partial(planner.plan, anchors=anchors)
-            controller = PlanController(
-                task, plan, mask, replan_every, torch.device("cpu"), experiment.config.eval.replan_after_fallback
-            )
-        batch = _batch(obs)
-        controller.reset(batch)
-        frames, success, first, failed, cost = [frame], False, None, False, 0.0
+        device = models.generator.device
+        controller = method_controller(
+            spec, task, models, method_planners(models, experiment.config.planner), {"demo": mask}.get(spec.mask),
+            report.demo_windows.to(device), demo, venv.single_action_space.shape[0],
+            experiment.config.eval.replan_every or models.tokenizer.horizon, device, experiment.config.eval,
+        )  # fmt: skip
         avoid = list(goal.avoid)
-        for t in range(task.config.episode_steps):
-            obs, _, _, _, info = env.step(controller.act(batch)[0])
-            batch = _batch(obs)
-            position = obs["achieved_goal"]
-            bad = bool(task.violation(position[None])[0]) or any(bool(box.contains(position)[0]) for box in avoid)
-            failed |= bad
-            cost += bad
-            if info[task.success_key] and not success:
-                success, first = True, t + 1
-            if t % VIDEO_EVERY == 0:
-                frames.append(task.render_frame(env))
+
+        def violation(positions: np.ndarray) -> np.ndarray:
+            """(1, P) -> (1,): what the variant forbids, or a box the instruction said to avoid."""
+            bad = task.violation(positions)
+            for box in avoid:
+                bad = bad | box.contains(positions)
+            return bad
+
+        video = Video(lambda: task.render_frame(env), VIDEO_EVERY, [frame])
+        [outcome] = play_episodes(task, venv, controller, _batch(obs), {}, violation=violation, video=video)
     finally:
-        env.close()
-    video = out / "episode.gif"
-    imageio.mimsave(video, frames, duration=1000 / VIDEO_FPS, loop=0)
+        venv.close()
+    gif = out / "episode.gif"
+    imageio.mimsave(gif, video.frames, duration=1000 / VIDEO_FPS, loop=0)
     result = RunReport(
         instruction=instruction,
         variant=variant,
@@ -140,15 +130,15 @@ def run_instruction(
         policy=policy,
         goal=goal.label,
         goal_position=[float(v) for v in goal.position],
-        success=success,
-        steps_to_goal=first,
-        failed=failed,
-        cost=cost,
+        success=outcome.success,
+        steps_to_goal=outcome.steps_to_goal,
+        failed=outcome.failed,
+        cost=outcome.cost,
         mask_size=int(mask.sum()),
         demo_points=len(demo.points),
         demo_file=str(saved_demo),
         overlay_png=str(overlay) if overlay else None,
-        video=str(video),
+        video=str(gif),
     )
     write_json_atomic(asdict(result), out / "report.json")
     return result

@@ -13,10 +13,9 @@ from datetime import date
 
 import numpy as np
 
-from mstt.agent.worlds import Task
 from mstt.agent.core.demo import Demo
-from mstt.agent.worlds import make_task
 from mstt.agent.experiments.train import source_data
+from mstt.agent.worlds import Task, make_task
 from mstt.skills.masks import infer_mask
 from mstt.skills.windows import position_windows
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -21,9 +21,8 @@ from tqdm import tqdm
 
 from mstt.agent.experiments.pixels import TRUE_POSITION_KEY, PixelObservation
 from mstt.agent.worlds import Task
-from mstt.skills.windows import arc_lengths, points_at_arc
 from mstt.skills.dds import DDSSkills
-from mstt.skills.windows import position_windows
+from mstt.skills.windows import arc_lengths, points_at_arc, position_windows
 
 Z_95 = 1.959963984540054
 """Normal quantile of the two-sided 95% interval."""
@@ -314,18 +313,82 @@ class PolicyController:
         return self._act(obs["observation"], obs["desired_goal"])
 
 
-def make_vector_env(task: Task, n_envs: int, observation: str = "state") -> gym.vector.SyncVectorEnv:
+def make_vector_env(
+    task: Task, n_envs: int, observation: str = "state", render_mode: str | None = None
+) -> gym.vector.SyncVectorEnv:
     """One vector env per map, reused for every method and episode (each maze env writes an XML).
 
     ``observation``: "state" (the simulator's own observation) or "pixels" (the agent sees rendered frames
-    only; see agent/pixels.py)."""
+    only; see agent/pixels.py). ``render_mode``: how state-observation envs render ("rgb_array" for a video)."""
     if observation == "state":
-        return gym.vector.SyncVectorEnv([task.make_env for _ in range(n_envs)])
+        return gym.vector.SyncVectorEnv([lambda: task.make_env(render_mode=render_mode) for _ in range(n_envs)])
     if observation == "pixels":
         return gym.vector.SyncVectorEnv(
             [lambda: PixelObservation(task.make_env(render_mode="rgb_array"), task) for _ in range(n_envs)]
         )
     raise ValueError(f"observation must be 'state' or 'pixels', got {observation!r}")
+
+
+@dataclass
+class Video:
+    """Frames of the first env, rendered after every ``every``-th step of an episode (step 0 included)."""
+
+    render: Callable[[], np.ndarray]
+    """() -> (H, W, 3) the first env's current frame."""
+    every: int
+    frames: list[np.ndarray] = field(default_factory=list)
+
+
+def play_episodes(
+    task: Task,
+    venv: gym.vector.VectorEnv,
+    controller: Controller,
+    obs: dict[str, np.ndarray],
+    info: dict[str, Any],
+    record: bool = False,
+    violation: Callable[[np.ndarray], np.ndarray] | None = None,
+    video: Video | None = None,
+) -> list[Outcome]:
+    """Play one episode in every env of ``venv``, from its current (just reset) state ``obs``/``info``: the task's
+    full length (continuing task), all envs in lockstep. The one place an episode is stepped.
+
+    ``record`` keeps each episode's achieved positions; ``violation`` ((E, P) positions -> (E,) bool, default the
+    task's) says what counts as a failure; ``video`` collects frames of the first env."""
+    n_envs = venv.num_envs
+    violation = violation or task.violation
+    controller.reset(obs)
+    success = np.zeros(n_envs, dtype=bool)
+    first = np.full(n_envs, -1)
+    returns = np.zeros(n_envs)
+    failed = np.zeros(n_envs, dtype=bool)
+    cost = np.zeros(n_envs)
+    paths = [_true_position(obs, info)] if record else []
+    for t in range(task.config.episode_steps):
+        obs, reward, _, _, info = venv.step(controller.act(obs))
+        position = _true_position(obs, info)
+        if record:
+            paths.append(position)
+        returns += reward
+        hit = np.asarray(info[task.success_key], dtype=bool)
+        first[hit & ~success] = t + 1
+        success |= hit
+        bad = violation(position)
+        failed |= bad
+        cost += bad
+        if video is not None and t % video.every == 0:
+            video.frames.append(video.render())
+    stacked = np.stack(paths, axis=1) if record else None  # (E, T + 1, P)
+    return [
+        Outcome(
+            success=bool(success[e]),
+            episode_return=float(returns[e]),
+            failed=bool(failed[e]),
+            cost=float(cost[e]),
+            steps_to_goal=int(first[e]) if success[e] else None,
+            path=stacked[e] if stacked is not None else None,
+        )
+        for e in range(n_envs)
+    ]
 
 
 def rollout(
@@ -338,47 +401,17 @@ def rollout(
     desc: str = "episodes",
     record: bool = False,
 ) -> list[Outcome]:
-    """Run `episodes` episodes, `venv.num_envs` at a time; every episode runs its full length
-    (continuing task), all envs in lockstep. `record` keeps each episode's achieved positions."""
+    """Run `episodes` episodes, `venv.num_envs` at a time, each batch reset with the next seeds; `record` keeps
+    each episode's achieved positions."""
     n_envs = venv.num_envs
-    steps = task.config.episode_steps
     outcomes: list[Outcome] = []
     bar = tqdm(total=episodes, desc=desc, disable=not progress, leave=False)
     batch = 0
     while len(outcomes) < episodes:
         obs, info = venv.reset(seed=seed + batch * n_envs, options=task.reset_options())
         batch += 1
-        controller.reset(obs)
-        success = np.zeros(n_envs, dtype=bool)
-        first = np.full(n_envs, -1)
-        returns = np.zeros(n_envs)
-        failed = np.zeros(n_envs, dtype=bool)
-        cost = np.zeros(n_envs)
-        paths = [_true_position(obs, info)] if record else []
-        for t in range(steps):
-            obs, reward, _, _, info = venv.step(controller.act(obs))
-            position = _true_position(obs, info)
-            if record:
-                paths.append(position)
-            returns += reward
-            hit = np.asarray(info[task.success_key], dtype=bool)
-            first[hit & ~success] = t + 1
-            success |= hit
-            bad = task.violation(position)
-            failed |= bad
-            cost += bad
-        stacked = np.stack(paths, axis=1) if record else None  # (E, T + 1, P)
-        for e in range(min(n_envs, episodes - len(outcomes))):
-            outcomes.append(
-                Outcome(
-                    success=bool(success[e]),
-                    episode_return=float(returns[e]),
-                    failed=bool(failed[e]),
-                    cost=float(cost[e]),
-                    steps_to_goal=int(first[e]) if success[e] else None,
-                    path=stacked[e] if stacked is not None else None,
-                )
-            )
+        played = play_episodes(task, venv, controller, obs, info, record)
+        outcomes.extend(played[: episodes - len(outcomes)])
         bar.update(min(n_envs, episodes - bar.n))
     bar.close()
     return outcomes
@@ -393,17 +426,6 @@ def result_dict(result: MethodResult) -> dict:
     data = asdict(result)
     data["goal_ci95"] = list(result.goal_ci95)
     return data
-
-
-class ConstantCritic:
-    """A critic that values every skill alike: with it the planner keeps any feasible candidate,
-    so mask_only shows what the mask achieves without the learned values."""
-
-    def __init__(self, num_skills: int) -> None:
-        self.num_skills = num_skills
-
-    def q_values(self, s: torch.Tensor, m: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.zeros(s.shape[0], self.num_skills, device=s.device)
 
 
 def oracle_mask(

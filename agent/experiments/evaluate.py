@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from mstt.agent.experiments.corruptions import CorruptionSpec, corrupt
 from mstt.agent.core.demo import Demo
+from mstt.agent.core.io import portable_path, write_json_atomic
 from mstt.agent.experiments.controllers import (
-    ConstantCritic,
+    Controller,
     DemoTracker,
     PlanController,
     PolicyController,
@@ -29,16 +29,17 @@ from mstt.agent.experiments.controllers import (
     rollout,
     summarise,
 )
+from mstt.agent.experiments.corruptions import CorruptionSpec, corrupt
 from mstt.agent.experiments.experiment import Experiment
-from mstt.agent.core.io import portable_path, write_json_atomic
+from mstt.agent.experiments.figures import maze_transfer_figure, token_mean_windows
 from mstt.agent.experiments.methods import METHODS, EvalMethod, check_methods
-from mstt.agent.worlds import Task, make_task
 from mstt.agent.experiments.train import check_run_matches, load_models, source_data
-from mstt.skills.masks import infer_route_mask, token_sequence
+from mstt.agent.worlds import Task, make_task
 from mstt.perception import Scene, draw_demo, make_perceiver
-from mstt.agent.experiments.figures import token_mean_windows
+from mstt.skills.critic import ConstantCritic
+from mstt.skills.masks import infer_route_mask, token_sequence
+from mstt.skills.planner import PlannerConfig, SkillPlanner
 from mstt.skills.windows import position_windows
-from mstt.agent.experiments.figures import maze_transfer_figure
 
 
 def evaluate_transfer(
@@ -87,11 +88,7 @@ def evaluate_transfer(
             f"{experiment.path}: planner.pos_start/pos_stop select "
             f"{planner_config.pos_stop - planner_config.pos_start} dims, the task's positions have {task_pos_dim}"
         )
-    planners = {
-        "learned": models.planner(planner_config),
-        # mask_only: a constant critic has no goal radius or prior, so the planner ranks nothing (token scoring)
-        "constant": models.planner(planner_config, ConstantCritic(num_skills)),
-    }
+    planners = method_planners(models, planner_config)
     oracle_inputs = None
     if any(METHODS[m].mask == "oracle" for m in methods) or figures is not None:
         source_task, data = source_data(experiment, progress)
@@ -160,9 +157,10 @@ def evaluate_transfer(
                 spec = METHODS[method]
                 method_mask = masks.get(spec.mask)
                 mask_size = None if method_mask is None else int(method_mask.sum())
-                controller = _controller(
-                    spec, task, models, planners, method_mask, anchors, demo, venv, replan_every, device, settings
-                )
+                controller = method_controller(
+                    spec, task, models, planners, method_mask, anchors, demo, venv.single_action_space.shape[0],
+                    replan_every, device, settings,
+                )  # fmt: skip
                 draw = figures is not None and method == FIGURE_METHOD and hasattr(task, "layout")
                 outcomes = rollout(
                     task, venv, controller, episodes, settings.seed, progress, desc=f"{variant}/{method}",
@@ -221,15 +219,25 @@ def evaluate_transfer(
     return output
 
 
-def _controller(
+def method_planners(models: Any, config: PlannerConfig) -> dict[str, SkillPlanner]:
+    """One planner per critic kind of the method table, shared by the methods that plan with it (each planner's
+    random stream runs on from one method to the next, as the results were measured)."""
+    return {
+        "learned": models.planner(config),
+        # mask_only: a constant critic has no goal radius or prior, so the planner ranks nothing (token scoring)
+        "constant": models.planner(config, ConstantCritic(models.tokenizer.codebook_size)),
+    }
+
+
+def method_controller(
     spec: EvalMethod, task: Task, models: Any, planners: dict[str, Any], mask: torch.Tensor | None, anchors: Any,
-    demo: Demo, venv: Any, replan_every: int, device: torch.device, settings: Any,
-) -> Any:  # fmt: skip
-    """The controller that runs one method of the table in one variant."""
+    demo: Demo, action_dim: int, replan_every: int, device: torch.device, settings: Any,
+) -> Controller:  # fmt: skip
+    """The controller that runs one method of the table in one world (`mstt eval` and `mstt run` alike)."""
     if spec.controller == "policy":
         return PolicyController(models.bc.act)
     if spec.controller == "demo_route":
-        return DemoTracker(task, demo.positions, venv.single_action_space.shape[0], task.config.reversible)
+        return DemoTracker(task, demo.positions, action_dim, task.config.reversible)
     assert mask is not None
     # The demo's windows refine only the masks that come from the demo (planner.match_radius).
     plan = partial(planners[spec.critic].plan, anchors=anchors if spec.demo_windows else None)

@@ -7,19 +7,29 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, is_dataclass, replace
+from dataclasses import dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from mstt.agent.core.config import (
-    DEMO_FIELDS, MAX_STEPS, ConfigError, Override, Settings, TaskConfig, _format_validation_error, _read_yaml,
-    apply_overrides, check_device, describe_overrides, referenced_file,
+    DEMO_FIELDS,
+    ConfigError,
+    Override,
+    Settings,
+    TaskConfig,
+    _format_validation_error,
+    _read_yaml,
+    apply_overrides,
+    check_device,
+    describe_overrides,
+    referenced_file,
 )  # fmt: skip
+from mstt.agent.core.io import plain
+from mstt.agent.experiments.methods import DEFAULT_METHODS, METHODS, check_methods
 from mstt.agent.worlds import load_config
 from mstt.agent.worlds.data import DataSettings
-from mstt.agent.experiments.methods import DEFAULT_METHODS, METHODS, check_methods
 from mstt.skills.bc import BCConfig
 from mstt.skills.critic import CriticConfig
 from mstt.skills.dds import DDSConfig
@@ -105,8 +115,11 @@ class ExperimentConfig(Settings):
                 f"executor_dds.encoder.horizon={self.executor_dds.horizon} must not exceed generator.horizon="
                 f"{self.generator.horizon}: the executor encodes the first steps of each planned candidate"
             )
-        if "mstt_dds" in self.eval.methods and self.executor_dds is None:
-            raise ValueError("eval.methods lists mstt_dds: give an executor_dds section to train its executor")
+        needing = [m for m in self.eval.methods if m in METHODS and METHODS[m].needs_stage == "executor_dds"]
+        if needing and self.executor_dds is None:
+            raise ValueError(
+                f"eval.methods lists {', '.join(needing)}: give an executor_dds section to train its executor"
+            )
         if not self.targets:
             raise ValueError("targets: give at least one target variant config")
         return self
@@ -142,15 +155,11 @@ class Experiment:
             "source": self.source.model_dump(exclude=set(DEMO_FIELDS)),
             "data": self.config.data.model_dump(),
             "seed": self.config.seed,
-            **{k: _plain(getattr(self.config, k)) for k in ("tokenizer", "critic", "generator", "bc")},
+            **{k: plain(getattr(self.config, k)) for k in ("tokenizer", "critic", "generator", "bc")},
         }
         if self.config.executor_dds is not None:  # absent: run folders trained without it keep their fingerprint
-            relevant["executor_dds"] = _plain(self.config.executor_dds)
+            relevant["executor_dds"] = plain(self.config.executor_dds)
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _plain(value: Any) -> Any:
-    return asdict(value) if is_dataclass(value) else value
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -175,7 +184,7 @@ def load_experiment_file(
         config = model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(path, err, overrides)) from None
-    source_file = getattr(config, "source")
+    source_file = config.source
     source = load_config(referenced_file(path, "source", source_file))
     if source.role != "source":
         raise ConfigError(f"{path}: field 'source' = {source_file!r} is a {source.role} variant")

@@ -37,7 +37,9 @@ METHODS: dict[str, EvalMethod] = {
         EvalMethod("mstt", "demo", "learned", True, "plan", summary="MSTT: the demo's mask, the masked critic"),
         EvalMethod("mstt_dds", "demo", "learned", True, "dds_executor", needs_stage="executor_dds",
                    summary="MSTT's plans executed closed loop by DDS skills"),  # fmt: skip
-        EvalMethod("unmasked", "all", "learned", False, "plan", summary="every skill: a planner that ignores the change"),
+        EvalMethod(
+            "unmasked", "all", "learned", False, "plan", summary="every skill: a planner that ignores the change"
+        ),
         EvalMethod("oracle_mask", "oracle", "learned", False, "plan", summary="mask from the true walls or zones"),
         EvalMethod("random_mask", "random", "learned", False, "plan", summary="as many random tokens as the demo's"),
         EvalMethod("mask_only", "demo", "constant", True, "plan", summary="the demo's mask with a constant critic"),

@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, is_dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,22 +30,29 @@ import torch
 from pydantic import model_validator
 
 from mstt.agent.core.config import ConfigError, Override, Settings, TaskConfig, describe_overrides
-from mstt.agent.worlds.data import EpisodeArrays
-from mstt.agent.experiments.experiment import TrainSettings, component_config, load_experiment_file
-from mstt.agent.worlds.data import DataSettings
 from mstt.agent.core.io import portable_path, write_json_atomic
+from mstt.agent.experiments.controllers import Controller, PolicyController, make_vector_env, rollout, summarise
+from mstt.agent.experiments.experiment import TrainSettings, component_config, load_experiment_file
+from mstt.agent.experiments.stages import (
+    REPORTS_DIR,
+    Stage,
+    StageInputs,
+    Trained,
+    all_done,
+    check_run_folder,
+    check_run_matches,
+    train_stages,
+)
+from mstt.agent.experiments.train import source_data
+from mstt.agent.worlds import make_task
+from mstt.agent.worlds.data import DataSettings, EpisodeArrays
 from mstt.skills.bc import BCConfig, BCPolicy, train_bc
 from mstt.skills.dds import DDSAgent, DDSConfig, DDSSkills, train_dds
 from mstt.skills.iql import IQLConfig, IQLLearner, train_iql
 from mstt.skills.relabel import relabel_episode
-from mstt.skills.training import LoopSettings
-from mstt.agent.experiments.train import _check_run_folder, check_run_matches, source_data
-from mstt.agent.experiments.controllers import PolicyController, make_vector_env, rollout, summarise
-from mstt.agent.worlds import make_task
 
 OfflineMethod = Literal["dds", "iql", "bc"]
 ALL_OFFLINE_METHODS: tuple[OfflineMethod, ...] = ("dds", "iql", "bc")
-OFFLINE_STAGES: tuple[OfflineMethod, ...] = ALL_OFFLINE_METHODS
 
 # D4RL's reference returns of the random and the expert policy (d4rl/infos.py, REF_MIN_SCORE / REF_MAX_SCORE):
 #   maze2d-umaze-v1 23.85 / 161.86, maze2d-medium-v1 13.13 / 277.39, maze2d-large-v1 6.7 / 273.99.
@@ -200,13 +208,70 @@ class OfflineModels:
     iql: IQLLearner | None
     bc: BCPolicy | None
 
+    def of(self, method: str) -> Any:
+        """The trained model of ``method`` (None when it was not trained)."""
+        return {"dds": self.dds, "iql": self.iql, "bc": self.bc}[method]
 
-def _plain(value: Any) -> Any:
-    if is_dataclass(value):
-        return {k: _plain(v) for k, v in asdict(value).items()}
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
+
+@dataclass(frozen=True)
+class OfflineData:
+    """What the offline stages train on."""
+
+    config: OfflineConfig
+    episodes: list[dict[str, np.ndarray]]
+    """episode_dicts of the source data."""
+
+
+def _train_dds(inputs: StageInputs[OfflineData]) -> Trained:
+    """DDS: skills, relabelled skill transitions, IQL over skills. A run killed after its skills reuses them."""
+    config = inputs.data.config
+    dds_config = component_config(config.dds, config.train.device, config.seed)
+    skills = None
+    if (inputs.folder / "skills" / "config.json").exists():
+        skills = DDSSkills.from_pretrained(inputs.folder / "skills")
+    dds, report = train_dds(inputs.data.episodes, dds_config, inputs.progress, inputs.loop, skills)
+    if skills is None:
+        dds.skills.save_pretrained(inputs.folder / "skills")
+    dds.high_level.save_pretrained(inputs.folder / "high_level")
+    return Trained(dds, report, str(dds.skills.decoder.device))
+
+
+def _train_iql(inputs: StageInputs[OfflineData]) -> Trained:
+    """IQL over primitive actions (H = 1)."""
+    config = inputs.data.config
+    iql_config = component_config(config.iql, config.train.device, config.seed)
+    data = primitive_transitions(inputs.data.episodes, iql_config.gamma)
+    iql, report = train_iql(data, iql_config, "continuous", progress=inputs.progress, settings=inputs.loop())
+    iql.save_pretrained(inputs.folder)
+    return Trained(iql, report, str(iql.device))
+
+
+def _train_bc(inputs: StageInputs[OfflineData]) -> Trained:
+    """Goal-conditioned behaviour cloning."""
+    config, episodes = inputs.data.config, inputs.data.episodes
+    bc = train_bc(
+        np.concatenate([e["observations"][:-1] for e in episodes]),
+        np.concatenate([e["goals"][:-1] for e in episodes]),
+        np.concatenate([e["actions"] for e in episodes]),
+        component_config(config.bc, config.train.device, config.seed), inputs.loop(),
+    )  # fmt: skip
+    bc.save_pretrained(inputs.folder)
+    return Trained(bc, {"steps": config.bc.steps}, str(bc.input_mean.device))
+
+
+def _load_dds(run: Path, seed: int) -> DDSAgent:
+    return DDSAgent.from_pretrained(run / "dds", seed=seed)
+
+
+def offline_stages(experiment: OfflineExperiment, methods: Sequence[str]) -> tuple[Stage[OfflineData], ...]:
+    """The stages of ``methods``, in the table's order (one stage per method, named like it)."""
+    seed = experiment.config.seed
+    table: tuple[Stage[OfflineData], ...] = (
+        Stage("dds", _train_dds, partial(_load_dds, seed=seed), done_folder="dds/high_level"),
+        Stage("iql", _train_iql, lambda run: IQLLearner.from_pretrained(run / "iql")),
+        Stage("bc", _train_bc, lambda run: BCPolicy.from_pretrained(run / "bc")),
+    )
+    return tuple(stage for stage in table if stage.name in methods)
 
 
 def train_offline(
@@ -216,67 +281,17 @@ def train_offline(
     is only checked, not written."""
 
     config = experiment.config
-    methods = list(methods or config.eval.methods)
-    device = config.train.device
-    stage_done = {"dds": (run / "dds" / "high_level" / "config.json").exists(),
-                  "iql": (run / "iql" / "config.json").exists(), "bc": (run / "bc" / "config.json").exists()}  # fmt: skip
-    episodes: list[dict[str, np.ndarray]] | None = None
-    if all(stage_done[m] for m in methods):
+    stages = offline_stages(experiment, list(methods or config.eval.methods))
+    if all_done(stages, run):
         check_run_matches(run, experiment, remedy="use a new --run folder")
-    else:
-        _check_run_folder(run, experiment)  # type: ignore[arg-type]  # duck-typed: label + fingerprint()
-        _, loaded = source_data(experiment, progress)  # type: ignore[arg-type]
-        episodes = episode_dicts(loaded, config.goal_terminals)
 
-    def loop(stage: str) -> LoopSettings:
-        return LoopSettings(run / ".training" / stage, config.train.checkpoint_every, progress)
+    def data() -> OfflineData:
+        check_run_folder(run, experiment)
+        _, loaded = source_data(experiment, progress)  # type: ignore[arg-type]  # duck-typed: source + config.data
+        return OfflineData(config, episode_dicts(loaded, config.goal_terminals))
 
-    def report(stage: str, data: dict[str, Any], started: float) -> None:
-        data = {**_plain(data), "seconds_total": time.perf_counter() - started}
-        write_json_atomic(data, run / "reports" / f"{stage}.json")
-        if progress:
-            print(f"{stage}: {json.dumps(data)}")
-
-    dds = iql = bc = None
-    if "dds" in methods:
-        if stage_done["dds"]:
-            dds = DDSAgent.from_pretrained(run / "dds", seed=config.seed)
-        else:
-            started = time.perf_counter()
-            dds_config = component_config(config.dds, device, config.seed)
-            skills = None
-            if (run / "dds" / "skills" / "config.json").exists():
-                skills = DDSSkills.from_pretrained(run / "dds" / "skills")  # killed after stage 1: reuse it
-            dds, dds_report = train_dds(episodes, dds_config, progress, loop, skills)  # type: ignore[arg-type]
-            if skills is None:
-                dds.skills.save_pretrained(run / "dds" / "skills")
-            dds.high_level.save_pretrained(run / "dds" / "high_level")
-            report("dds", asdict(dds_report) if is_dataclass(dds_report) else dds_report, started)
-    if "iql" in methods:
-        if stage_done["iql"]:
-            iql = IQLLearner.from_pretrained(run / "iql")
-        else:
-            started = time.perf_counter()
-            iql_config = component_config(config.iql, device, config.seed)
-            data = primitive_transitions(episodes, iql_config.gamma)  # type: ignore[arg-type]
-            iql, iql_report = train_iql(data, iql_config, "continuous", progress=progress, settings=loop("iql"))
-            iql.save_pretrained(run / "iql")
-            report("iql", asdict(iql_report), started)
-    if "bc" in methods:
-        if stage_done["bc"]:
-            bc = BCPolicy.from_pretrained(run / "bc")
-        else:
-            started = time.perf_counter()
-            assert episodes is not None
-            bc = train_bc(
-                np.concatenate([e["observations"][:-1] for e in episodes]),
-                np.concatenate([e["goals"][:-1] for e in episodes]),
-                np.concatenate([e["actions"] for e in episodes]),
-                component_config(config.bc, device, config.seed), loop("bc"),
-            )  # fmt: skip
-            bc.save_pretrained(run / "bc")
-            report("bc", {"steps": config.bc.steps}, started)
-    return OfflineModels(dds, iql, bc)
+    models = train_stages(stages, run, data, config.train.checkpoint_every, progress)
+    return OfflineModels(models.get("dds"), models.get("iql"), models.get("bc"))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -300,9 +315,37 @@ class DDSController:
 
 def _iql_act(learner: IQLLearner):  # type: ignore[no-untyped-def]
     def act(obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        return learner.act(torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(goal, dtype=torch.float32)).numpy()
+        obs_t, goal_t = torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(goal, dtype=torch.float32)
+        return learner.act(obs_t, goal_t).numpy()
 
     return act
+
+
+def _skills_used(agent: DDSAgent) -> dict[str, Any]:
+    chosen = np.concatenate(agent.chosen) if agent.chosen else np.zeros(0, np.int64)
+    return {"skills_used": int(len(np.unique(chosen)))}
+
+
+def _no_extras(model: Any) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class OfflineEvalMethod:
+    """How a trained offline method runs in evaluation."""
+
+    controller: Callable[[Any, int], Controller]
+    """(its trained model, eval seed) -> the controller that acts."""
+    extras: Callable[[Any], dict[str, Any]] = _no_extras
+    """(its trained model, after the episodes) -> metrics of this method only."""
+
+
+OFFLINE_EVAL: dict[str, OfflineEvalMethod] = {
+    "dds": OfflineEvalMethod(DDSController, _skills_used),
+    "iql": OfflineEvalMethod(lambda learner, seed: PolicyController(_iql_act(learner))),
+    "bc": OfflineEvalMethod(lambda bc, seed: PolicyController(bc.act)),
+}
+"""Every offline method (ALL_OFFLINE_METHODS) by name; its training stage is in offline_stages."""
 
 
 def normalised_score(value: float, reference: ReferenceScores) -> float:
@@ -337,12 +380,8 @@ def evaluate_offline(
     results: dict[str, Any] = {}
     try:
         for method in methods:
-            if method == "dds":
-                controller: Any = DDSController(models.dds, config.eval.seed)  # type: ignore[arg-type]
-            elif method == "iql":
-                controller = PolicyController(_iql_act(models.iql))  # type: ignore[arg-type]
-            else:
-                controller = PolicyController(models.bc.act)  # type: ignore[union-attr]
+            spec, model = OFFLINE_EVAL[method], models.of(method)
+            controller = spec.controller(model, config.eval.seed)
             began = time.perf_counter()
             with torch.no_grad():
                 outcomes = rollout(task, venv, controller, episodes, config.eval.seed, progress, desc=method)
@@ -357,13 +396,10 @@ def evaluate_offline(
                 "steps_to_goal_mean": summary.steps_mean,
                 "eval_seconds": time.perf_counter() - began,
             }
-            if method == "dds":
-                chosen = np.concatenate(models.dds.chosen) if models.dds.chosen else np.zeros(0, np.int64)  # type: ignore[union-attr]
-                entry["skills_used"] = int(len(np.unique(chosen)))
-            results[method] = entry
+            results[method] = {**entry, **spec.extras(model)}
     finally:
         venv.close()
-    reports = {p.stem: json.loads(p.read_text()) for p in sorted((run / "reports").glob("*.json"))}
+    reports = {p.stem: json.loads(p.read_text()) for p in sorted((run / REPORTS_DIR).glob("*.json"))}
     result = {
         "experiment": portable_path(experiment.path),
         "overrides": list(experiment.overrides),

@@ -12,8 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 from mstt.agent.worlds import Task
-from mstt.perception import Scene
-from mstt.perception import PerceptionError, estimate_position
+from mstt.perception import PerceptionError, Scene, estimate_position
 
 TRUE_POSITION_KEY = "true_achieved_goal"
 """info key holding the simulator's own position: read by the evaluator for metrics, never by the agent."""

@@ -10,18 +10,27 @@ refuses to mix stages trained under another config.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from mstt.agent.worlds.data import EpisodeArrays, collect, dataset_record, experiment_root, load_episodes
 from mstt.agent.core.io import check_writable, write_json_atomic
-from mstt.agent.experiments.experiment import Experiment, component_config
+from mstt.agent.experiments.experiment import Experiment, ExperimentConfig, component_config
+from mstt.agent.experiments.stages import (
+    RUN_FILE,
+    RunMismatchError,
+    Stage,
+    StageInputs,
+    Trained,
+    all_done,
+    check_run_folder,
+    check_run_matches,
+    train_stages,
+)
 from mstt.agent.worlds import Task, make_task
+from mstt.agent.worlds.data import EpisodeArrays, collect, dataset_record, experiment_root, load_episodes
 from mstt.skills.bc import BCPolicy, train_bc
 from mstt.skills.critic import MaskedCritic, build_skill_transitions, train_critic
 from mstt.skills.dds import DDSSkills, skill_windows, train_skills
@@ -29,18 +38,11 @@ from mstt.skills.generator import TrajectoryGenerator, generator_windows, train_
 from mstt.skills.masks import token_sequence
 from mstt.skills.planner import PlannerConfig, SkillPlanner
 from mstt.skills.tokenizer import SkillTokenizer, train_tokenizer
-from mstt.skills.training import LoopSettings
 from mstt.skills.windows import position_windows
 
-RUN_FILE = "run.json"
 DATA_FILE = "data.json"
-STAGES = ("tokenizer", "critic", "generator", "bc")
-"""Stages every run trains; DDS_STAGE is trained too when the config has an executor_dds section."""
-DDS_STAGE = "dds_skills"
-
-
-class RunMismatchError(ValueError):
-    """The run folder was trained under a different experiment config."""
+__all__ = ["DATA_FILE", "RUN_FILE", "DataStats", "Models", "RunMismatchError", "check_run_matches", "load_models",
+           "source_data", "train", "trained_stages", "transfer_stages"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,46 +91,19 @@ def source_data(experiment: Experiment, progress: bool = True) -> tuple[Task, li
     return task, load_episodes(task.dataset_id, root, expected)
 
 
-def _check_run_folder(run: Path, experiment: Experiment) -> None:
-    """Make ``run`` a run folder of this experiment (or check that it is one), after checking it can be written."""
-    check_writable(run, "--run", "folder")
-    run.mkdir(parents=True, exist_ok=True)
-    record = run / RUN_FILE
-    if record.exists():
-        check_run_matches(run, experiment, remedy="use a new --run folder")
-        return
-    write_json_atomic({"fingerprint": experiment.fingerprint(), "config": experiment.label}, record)
+@dataclass(frozen=True)
+class SourceData:
+    """What the transfer stages train on: the source episodes and their positions."""
+
+    config: ExperimentConfig
+    episodes: list[EpisodeArrays]
+    positions: list[np.ndarray]
+    """(T + 1, P) positions of each episode."""
+    stats: DataStats
 
 
-def check_run_matches(
-    run: Path, experiment: Any, remedy: str = "evaluate it with the config it was trained with"
-) -> None:
-    """Refuse a run folder trained under another experiment's training settings (or not trained at all)."""
-    record = run / RUN_FILE
-    if not record.exists():
-        raise FileNotFoundError(f"{run} is not a run folder ({RUN_FILE} missing): run `mstt train` into it first")
-    saved = json.loads(record.read_text())
-    if saved.get("fingerprint") != experiment.fingerprint():
-        raise RunMismatchError(
-            f"{run} was trained with config {saved.get('config')} (fingerprint {saved.get('fingerprint')}); "
-            f"{experiment.label} differs in its training settings (fingerprint {experiment.fingerprint()}): {remedy}"
-        )
-
-
-def trained_stages(experiment: Experiment) -> tuple[str, ...]:
-    """The stages a run of this experiment holds when finished."""
-    return STAGES + ((DDS_STAGE,) if experiment.config.executor_dds is not None else ())
-
-
-def train(experiment: Experiment, run: Path, progress: bool = True) -> Models:
-    """Train (or resume) every stage; return the trained models. A finished run is only checked and loaded: it
-    needs neither the dataset nor a writable folder."""
-    stages = trained_stages(experiment)
-    if (run / DATA_FILE).exists() and all((run / stage / "config.json").exists() for stage in stages):
-        check_run_matches(run, experiment, remedy="use a new --run folder")
-        return load_models(run)
-    _check_run_folder(run, experiment)
-    config = experiment.config
+def _source_stage_data(experiment: Experiment, run: Path, progress: bool) -> SourceData:
+    """Load the source data and record its statistics in the run folder."""
     task, episodes = source_data(experiment, progress)
     positions = [task.positions(e.observations) for e in episodes]
     steps = np.concatenate([np.linalg.norm(np.diff(p, axis=0), axis=1) for p in positions])
@@ -140,120 +115,143 @@ def train(experiment: Experiment, run: Path, progress: bool = True) -> Models:
         dt=task.control_dt,
     )
     write_json_atomic(asdict(stats), run / DATA_FILE)
+    return SourceData(experiment.config, episodes, positions, stats)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The stages, in training order
+
+
+def _train_tokenizer(inputs: StageInputs[SourceData]) -> Trained:
+    """Skill tokenizer on position windows."""
+    config = inputs.data.config
+    windows = np.concatenate(
+        [position_windows(p, config.tokenizer.horizon, config.train.windows_stride) for p in inputs.data.positions]
+    )
+    tokenizer, report = train_tokenizer(windows, _with_device(config.tokenizer, config), inputs.progress, inputs.loop())
+    tokenizer.save_pretrained(inputs.folder)
+    return Trained(tokenizer, report, str(tokenizer.device))
+
+
+def _train_critic(inputs: StageInputs[SourceData]) -> Trained:
+    """Masked-Bellman critic on skill transitions (hindsight goals drawn inside)."""
+    data, config = inputs.data, inputs.data.config
+    tokenizer: SkillTokenizer = inputs.models["tokenizer"]
     stride = config.train.windows_stride
-    horizon = config.tokenizer.horizon
+    tokens = [token_sequence(p, tokenizer, stride) for p in data.positions]
+    transitions = build_skill_transitions(
+        [{"observations": e.observations, "positions": p} for e, p in zip(data.episodes, data.positions)],
+        tokens,
+        config.tokenizer.horizon,
+        stride,
+        tokenizer.codebook_size,
+    )
+    critic, report = train_critic(
+        transitions, _with_device(config.critic, config), progress=inputs.progress, settings=inputs.loop()
+    )
+    critic.save_pretrained(inputs.folder)
+    return Trained(critic, report, str(critic.device))
 
-    def loop(stage: str) -> LoopSettings:
-        return LoopSettings(run / ".training" / stage, config.train.checkpoint_every, progress)
 
-    def stage_done(stage: str) -> bool:
-        return (run / stage / "config.json").exists()
+def _train_generator(inputs: StageInputs[SourceData]) -> Trained:
+    """Diffusion generator of H-step observation-action sub-trajectories (H: the tokenizer's)."""
+    episodes, config = inputs.data.episodes, inputs.data.config
+    horizon, stride = config.tokenizer.horizon, config.train.windows_stride
+    windows, starts = generator_windows(
+        [{"observations": e.observations, "actions": e.actions} for e in episodes], horizon, stride
+    )
+    goals = None
+    if config.generator.goal_conditioned:
+        goals = np.concatenate([e.desired_goal[: len(e.actions) - horizon + 1 : stride] for e in episodes])
+    generator, report = train_generator(
+        windows, starts, _with_device(config.generator, config), goals=goals, progress=inputs.progress,
+        settings=inputs.loop(),
+    )  # fmt: skip
+    generator.save_pretrained(inputs.folder)
+    return Trained(generator, report, str(generator.device))
 
-    def report(stage: str, data: dict[str, Any], started: float) -> None:
-        # CPU results depend on the thread count (it changes the order of float reductions): recorded for reproduction
-        data = {**data, "seconds": time.perf_counter() - started, "torch_threads": torch.get_num_threads()}
-        write_json_atomic(data, run / "reports" / f"{stage}.json")
-        if progress:
-            print(f"{stage}: " + ", ".join(f"{k}={_short(v)}" for k, v in data.items()))
 
-    # 1. Skill tokenizer on position windows.
-    if stage_done("tokenizer"):
-        tokenizer = SkillTokenizer.from_pretrained(run / "tokenizer")
-    else:
-        started = time.perf_counter()
-        windows = np.concatenate([position_windows(p, horizon, stride) for p in positions])
-        tokenizer, tok_report = train_tokenizer(
-            windows, _with_device(config.tokenizer, config), progress, loop("tokenizer")
-        )
-        tokenizer.save_pretrained(run / "tokenizer")
-        report("tokenizer", asdict(tok_report), started)
-    tokens = [token_sequence(p, tokenizer, stride) for p in positions]
+def _train_bc(inputs: StageInputs[SourceData]) -> Trained:
+    """Goal-conditioned behaviour cloning baseline."""
+    episodes, config = inputs.data.episodes, inputs.data.config
+    bc = train_bc(
+        np.concatenate([e.observations[:-1] for e in episodes]),
+        np.concatenate([e.desired_goal[:-1] for e in episodes]),
+        np.concatenate([e.actions for e in episodes]),
+        _with_device(config.bc, config),
+        inputs.loop(),
+    )
+    bc.save_pretrained(inputs.folder)
+    return Trained(bc, {"steps": config.bc.steps}, str(bc.input_mean.device))
 
-    # 2. Masked-Bellman critic on skill transitions (hindsight goals drawn inside).
-    if stage_done("critic"):
-        critic = MaskedCritic.from_pretrained(run / "critic")
-    else:
-        started = time.perf_counter()
-        transitions = build_skill_transitions(
-            [{"observations": e.observations, "positions": p} for e, p in zip(episodes, positions)],
-            tokens,
-            horizon,
-            stride,
-            tokenizer.codebook_size,
-        )
-        critic, critic_report = train_critic(
-            transitions, _with_device(config.critic, config), progress=progress, settings=loop("critic")
-        )
-        critic.save_pretrained(run / "critic")
-        report("critic", asdict(critic_report), started)
 
-    # 3. Diffusion generator of H-step observation-action sub-trajectories.
-    if stage_done("generator"):
-        generator = TrajectoryGenerator.from_pretrained(run / "generator")
-    else:
-        started = time.perf_counter()
-        gen_episodes = [{"observations": e.observations, "actions": e.actions} for e in episodes]
-        windows, starts = generator_windows(gen_episodes, horizon, stride)
-        goals = None
-        if config.generator.goal_conditioned:
-            goals = np.concatenate(
-                [e.desired_goal[: len(e.actions) - horizon + 1 : stride] for e in episodes]
-            )
-        generator, gen_report = train_generator(
-            windows, starts, _with_device(config.generator, config), goals=goals, progress=progress,
-            settings=loop("generator"),
-        )
-        generator.save_pretrained(run / "generator")
-        report("generator", asdict(gen_report), started)
+def _train_dds_skills(inputs: StageInputs[SourceData]) -> Trained:
+    """DDS skills (encoder + closed-loop action decoder) that execute MSTT's plans (eval method mstt_dds)."""
+    episodes, config = inputs.data.episodes, inputs.data.config
+    assert config.executor_dds is not None
+    dds_config = _with_device(config.executor_dds, config)
+    windows = skill_windows(
+        [{"observations": e.observations, "actions": e.actions} for e in episodes],
+        dds_config.horizon,
+        dds_config.window_stride,
+    )
+    state_dim = episodes[0].observations.shape[1]
+    skills, report = train_skills(windows, dds_config, state_dim, inputs.progress, inputs.loop())
+    skills.save_pretrained(inputs.folder)
+    return Trained(skills, report, str(skills.decoder.device))
 
-    # 4. Behaviour cloning baseline.
-    if stage_done("bc"):
-        bc = BCPolicy.from_pretrained(run / "bc")
-    else:
-        started = time.perf_counter()
-        bc = train_bc(
-            np.concatenate([e.observations[:-1] for e in episodes]),
-            np.concatenate([e.desired_goal[:-1] for e in episodes]),
-            np.concatenate([e.actions for e in episodes]),
-            _with_device(config.bc, config),
-            loop("bc"),
-        )
-        bc.save_pretrained(run / "bc")
-        report("bc", {"steps": config.bc.steps}, started)
 
-    # 5. Optional: DDS skills (encoder + closed-loop action decoder) as an executor of MSTT's plans.
-    dds_skills = None
-    if config.executor_dds is not None:
-        if stage_done(DDS_STAGE):
-            dds_skills = DDSSkills.from_pretrained(run / DDS_STAGE)
-        else:
-            started = time.perf_counter()
-            dds_config = _with_device(config.executor_dds, config)
-            windows = skill_windows(
-                [{"observations": e.observations, "actions": e.actions} for e in episodes],
-                dds_config.horizon,
-                dds_config.window_stride,
-            )
-            dds_skills, dds_report = train_skills(
-                windows, dds_config, episodes[0].observations.shape[1], progress, loop(DDS_STAGE)
-            )
-            dds_skills.save_pretrained(run / DDS_STAGE)
-            report(DDS_STAGE, asdict(dds_report), started)
-    return Models(tokenizer, critic, generator, bc, stats, dds_skills)
+TRANSFER_STAGES: tuple[Stage[SourceData], ...] = (
+    Stage("tokenizer", _train_tokenizer, lambda run: SkillTokenizer.from_pretrained(run / "tokenizer")),
+    Stage("critic", _train_critic, lambda run: MaskedCritic.from_pretrained(run / "critic"), needs=("tokenizer",)),
+    Stage("generator", _train_generator, lambda run: TrajectoryGenerator.from_pretrained(run / "generator")),
+    Stage("bc", _train_bc, lambda run: BCPolicy.from_pretrained(run / "bc")),
+)
+"""Stages every run trains, in order; DDS_STAGE follows when the config has an executor_dds section."""
+DDS_STAGE: Stage[SourceData] = Stage(
+    "dds_skills", _train_dds_skills, lambda run: DDSSkills.from_pretrained(run / "dds_skills")
+)
+STAGES: tuple[str, ...] = tuple(stage.name for stage in TRANSFER_STAGES)
+
+
+def transfer_stages(experiment: Experiment) -> tuple[Stage[SourceData], ...]:
+    """The stages a run of this experiment trains, in order."""
+    return TRANSFER_STAGES + ((DDS_STAGE,) if experiment.config.executor_dds is not None else ())
+
+
+def trained_stages(experiment: Experiment) -> tuple[str, ...]:
+    """The names of the stages a run of this experiment holds when finished."""
+    return tuple(stage.name for stage in transfer_stages(experiment))
+
+
+def train(experiment: Experiment, run: Path, progress: bool = True) -> Models:
+    """Train (or resume) every stage; return the trained models. A finished run is only checked and loaded: it
+    needs neither the dataset nor a writable folder."""
+    stages = transfer_stages(experiment)
+    if (run / DATA_FILE).exists() and all_done(stages, run):
+        check_run_matches(run, experiment, remedy="use a new --run folder")
+        return load_models(run)
+    check_run_folder(run, experiment)
+    data = _source_stage_data(experiment, run, progress)
+    models = train_stages(stages, run, lambda: data, experiment.config.train.checkpoint_every, progress)
+    return Models(
+        models["tokenizer"], models["critic"], models["generator"], models["bc"], data.stats,
+        models.get(DDS_STAGE.name),
+    )  # fmt: skip
 
 
 def load_models(run: Path, device: str | None = None) -> Models:
     """The trained models of a finished run folder, on ``device`` (default: the device each was trained for,
     'auto' meaning CUDA when available). BC, a small MLP fed numpy, stays where it was saved. The optional DDS
     skills are loaded when the run has them, beside the generator (they execute its plans)."""
-    missing = [stage for stage in STAGES if not (run / stage / "config.json").exists()]
+    missing = [stage.name for stage in TRANSFER_STAGES if not stage.done(run)]
     if missing:
         raise FileNotFoundError(f"{run}: stages {missing} are not trained; run `mstt train` first")
     stats = DataStats(**json.loads((run / DATA_FILE).read_text()))
     generator = TrajectoryGenerator.from_pretrained(run / "generator", device=device)
     dds_skills = None
-    if (run / DDS_STAGE / "config.json").exists():
-        dds_skills = DDSSkills.from_pretrained(run / DDS_STAGE, device=device or str(generator.device))
+    if DDS_STAGE.done(run):
+        dds_skills = DDSSkills.from_pretrained(run / DDS_STAGE.name, device=device or str(generator.device))
     return Models(
         SkillTokenizer.from_pretrained(run / "tokenizer", device=device),
         MaskedCritic.from_pretrained(run / "critic", device=device),
@@ -268,6 +266,3 @@ def _with_device(component: Any, config: Any) -> Any:
     """The component config with the experiment's device (unless the component names its own) and seed."""
     return component_config(component, config.train.device, config.seed)
 
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

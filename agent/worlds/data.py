@@ -23,9 +23,8 @@ from typing import Any
 import minari
 import numpy as np
 from minari.data_collector import EpisodeBuffer
-from tqdm import tqdm
-
 from pydantic import Field
+from tqdm import tqdm
 
 from mstt.agent.core.config import MAX_STEPS, Settings, config_file
 from mstt.agent.core.io import check_writable, sigterm_as_interrupt

@@ -13,13 +13,19 @@ from typing import Any
 import gymnasium as gym
 import gymnasium_robotics
 import numpy as np
-
 from gymnasium_robotics.envs.fetch.fetch_env import DEFAULT_CAMERA_CONFIG
 
-from mstt.agent.core.config import FETCH_WORKSPACE_HIGH, FETCH_WORKSPACE_LOW, ConfigError, FetchConfig, Zone, config_file
+from mstt.agent.core.camera import FreeCamera
+from mstt.agent.core.config import (
+    FETCH_WORKSPACE_HIGH,
+    FETCH_WORKSPACE_LOW,
+    ConfigError,
+    FetchConfig,
+    Zone,
+    config_file,
+)
 from mstt.agent.core.demo import Demo
 from mstt.agent.worlds.base import Episode, EpisodeRecorder, PathCheck, segment_samples
-from mstt.agent.core.camera import FreeCamera
 
 gym.register_envs(gymnasium_robotics)
 

@@ -15,11 +15,11 @@ import gymnasium as gym
 import gymnasium_robotics
 import numpy as np
 
-from mstt.agent.core.config import ConfigError, MazeConfig, config_file
-from mstt.agent.core.maze_layout import AGENT_Z, WALL_HEIGHT, Cell, MazeLayout
-from mstt.agent.core.demo import Demo
-from mstt.agent.worlds.base import Episode, EpisodeRecorder, PathCheck, segment_samples
 from mstt.agent.core.camera import FreeCamera
+from mstt.agent.core.config import ConfigError, MazeConfig, config_file
+from mstt.agent.core.demo import Demo
+from mstt.agent.core.maze_layout import AGENT_Z, WALL_HEIGHT, Cell, MazeLayout
+from mstt.agent.worlds.base import Episode, EpisodeRecorder, PathCheck, segment_samples
 
 gym.register_envs(gymnasium_robotics)
 
@@ -239,7 +239,9 @@ class MazeTask:
             if blocked:
                 cell, depth = max(blocked, key=lambda item: item[1])
                 return PathCheck(
-                    refusal=f"{where} passes {depth:.2f} deep through blocked cell {list(cell)} (demo_clip_depth {limit})"
+                    refusal=(
+                        f"{where} passes {depth:.2f} deep through blocked cell {list(cell)} (demo_clip_depth {limit})"
+                    )
                 )
             free = [c for c in cells if not layout.walls[c]]
             visited = [c for k, c in enumerate(free) if k == 0 or c != free[k - 1]]

@@ -1,5 +1,5 @@
 """Every method of the eval table (agent/methods.py) runs through `mstt eval` on the tiny config, and the table is
-what eval accepts."""
+what eval accepts. The run is the e2e layer's shared tiny run (tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,23 +11,7 @@ import pytest
 from mstt.agent.cli import main
 from mstt.agent.experiments.methods import DEFAULT_METHODS, METHODS
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """configs/maze/tiny.yaml trained into a run folder, with a 40-step T1 so every method evaluates in seconds."""
-    root = tmp_path_factory.mktemp("methods")
-    short_t1 = root / "t1_short.yaml"
-    short_t1.write_text(f"extends: {CONFIGS / 'maze/t1.yaml'}\nepisode_steps: 40\n")
-    experiment = root / "exp.yaml"
-    experiment.write_text(
-        f"extends: {CONFIGS / 'maze/tiny.yaml'}\nsource: {CONFIGS / 'maze/source.yaml'}\ntargets: [{short_t1}]\n"
-        f"demos: {{t1: {CONFIGS / 'demos/maze_t1.json'}}}\ndata: {{root: {root / 'data'}, transitions: 3000}}\n"
-    )
-    run = root / "run"
-    assert main(["train", str(experiment), "--run", str(run), "--device", "cpu", "--quiet"]) == 0
-    return experiment, run
+from repo_paths import CONFIGS
 
 
 def test_every_registered_method_evaluates(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
@@ -59,7 +43,9 @@ def test_a_corrupted_demo_is_checked_and_recorded(tiny_run: tuple[Path, Path], t
     assert "lie where no agent can be" in result["demos"]["t1"]["refused"] and result["variants"]["t1"] == {}
 
 
-def test_unknown_methods_are_refused_with_the_table(tiny_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_methods_are_refused_with_the_table(
+    tiny_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     experiment, run = tiny_run
     assert main(["eval", str(experiment), "--run", str(run), "--methods", "foo", "--quiet"]) == 2
     err = capsys.readouterr().err

@@ -1,101 +1,149 @@
-"""`mstt train` and `mstt eval` end to end on a toy-sized experiment (seconds, not results)."""
+"""`mstt train`, `mstt eval`, `mstt bench` and `mstt run` end to end on a toy-sized experiment (seconds, not
+results). One trained run (tests/e2e/conftest.py) serves every test that only reads it, and each test checks one
+part: a stage, a method, the figure, pixel observations, the perception-made demo."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from mstt.agent.cli import main
-from mstt.agent.experiments.experiment import component_config, load_experiment
 from mstt.agent.core.demo import Demo
-from mstt.agent.experiments.train import RunMismatchError, train
 from mstt.agent.experiments.evaluate import evaluate_transfer
+from mstt.agent.experiments.experiment import component_config, load_experiment
+from mstt.agent.experiments.train import RunMismatchError, train
+
+from tiny_experiment import CliResult, TrainedRun, run_cli
 
 METRICS = {"goal_rate", "goal_ci95", "return_mean", "failure_rate", "cost_mean", "steps_mean", "mask_size"}
+STAGES = ("tokenizer", "critic", "generator", "bc", "dds_skills")  # tiny.yaml has an executor_dds
+EVAL_METHODS = ("mstt", "mstt_dds", "unmasked", "oracle_mask", "bc")
+EPISODES = 2
+FULL_MASK = 16
+"""The tiny tokenizer's codebook size: the mask of a method that masks nothing."""
+MIN_FIGURE_BYTES = 5000
 
 
-@pytest.fixture
-def experiment_file(configs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """configs/maze/tiny.yaml with a 40-step T1 so evaluation takes seconds; data under tmp_path."""
-    monkeypatch.chdir(tmp_path)
-    short_t1 = tmp_path / "t1_short.yaml"
-    short_t1.write_text(f"extends: {configs / 'maze/t1.yaml'}\nepisode_steps: 40\n")
-    path = tmp_path / "exp.yaml"
-    path.write_text(
-        f"extends: {configs / 'maze/tiny.yaml'}\n"
-        f"source: {configs / 'maze/source.yaml'}\n"
-        f"targets: [{short_t1}]\n"
-        f"demos: {{t1: {configs / 'demos/maze_t1.json'}}}\n"
-        "data: {root: data, transitions: 3000}\n"
-    )
-    return path
+@dataclass(frozen=True)
+class Evaluation:
+    cli: CliResult
+    folder: Path
+
+    def result(self, name: str) -> dict:
+        """The JSON the call wrote; asserts the call succeeded first, so a failed eval names its error."""
+        assert self.cli.code == 0, self.cli.err
+        return json.loads((self.folder / name).read_text())
 
 
-def test_train_then_eval_writes_the_documented_json(
-    experiment_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    run = tmp_path / "run"
-    assert main(["train", str(experiment_file), "--run", str(run), "--device", "cpu", "--quiet"]) == 0
-    for stage in ("tokenizer", "critic", "generator", "bc", "dds_skills"):  # tiny.yaml has an executor_dds
-        assert (run / stage / "model.safetensors").exists()
-    out = tmp_path / "eval.json"
-    assert main(["eval", str(experiment_file), "--run", str(run), "--episodes", "2", "--json", str(out),
-                 "--methods", "mstt", "mstt_dds", "unmasked", "oracle_mask", "bc", "--figures",
-                 str(tmp_path / "fig"), "--device", "cpu", "--quiet"]) == 0  # fmt: skip
-    assert (tmp_path / "fig" / "t1.png").stat().st_size > 5000
-    result = json.loads(out.read_text())
-    assert result["task"] == "maze" and result["episodes"] == 2
+@pytest.fixture(scope="module")
+def evaluation(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Evaluation:
+    """`mstt eval` of the five methods on the shared run, with the per-variant figures."""
+    experiment, run = tiny_run
+    folder = tmp_path_factory.mktemp("eval")
+    cli = run_cli(["eval", str(experiment), "--run", str(run), "--episodes", str(EPISODES),
+                   "--json", str(folder / "eval.json"), "--methods", *EVAL_METHODS, "--figures", str(folder / "fig"),
+                   "--device", "cpu", "--quiet"])  # fmt: skip
+    return Evaluation(cli, folder)
+
+
+@pytest.fixture(scope="module")
+def pixel_evaluation(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Evaluation:
+    """`mstt eval` of mstt from rendered frames, on a demo the geometric backend reads off T1's picture."""
+    experiment, run = tiny_run
+    folder = tmp_path_factory.mktemp("pixels")
+    cli = run_cli(["eval", str(experiment), "--run", str(run), "--episodes", str(EPISODES),
+                   "--json", str(folder / "pixels.json"), "--methods", "mstt", "--observation", "pixels",
+                   "--demo-source", "geometric", "--quiet"])  # fmt: skip
+    return Evaluation(cli, folder)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_train_writes_each_stage(trained_run: TrainedRun, stage: str) -> None:
+    assert trained_run.train.code == 0, trained_run.train.err
+    assert (trained_run.run / stage / "model.safetensors").exists()
+
+
+def test_eval_writes_the_documented_json(evaluation: Evaluation) -> None:
+    result = evaluation.result("eval.json")
+    assert result["task"] == "maze" and result["episodes"] == EPISODES
     assert set(result["variants"]) == {"t1"}
-    methods = result["variants"]["t1"]
-    assert set(methods) == {"mstt", "mstt_dds", "unmasked", "oracle_mask", "bc"}
-    for metrics in methods.values():
-        assert METRICS <= set(metrics)
-        assert 0.0 <= metrics["goal_rate"] <= 1.0
-        lo, hi = metrics["goal_ci95"]
-        assert lo <= metrics["goal_rate"] <= hi
-    assert methods["unmasked"]["mask_size"] == 16 and methods["bc"]["mask_size"] is None
-    assert 0 < methods["mstt"]["mask_size"] < 16
-    # the DDS executor runs the same planner and demo mask; only the low level differs
+    assert set(result["variants"]["t1"]) == set(EVAL_METHODS)
+
+
+@pytest.mark.parametrize("method", EVAL_METHODS)
+def test_each_method_reports_its_metrics(evaluation: Evaluation, method: str) -> None:
+    metrics = evaluation.result("eval.json")["variants"]["t1"][method]
+    assert METRICS <= set(metrics)
+    assert 0.0 <= metrics["goal_rate"] <= 1.0
+    lo, hi = metrics["goal_ci95"]
+    assert lo <= metrics["goal_rate"] <= hi
+
+
+def test_each_method_masks_as_documented(evaluation: Evaluation) -> None:
+    methods = evaluation.result("eval.json")["variants"]["t1"]
+    assert methods["unmasked"]["mask_size"] == FULL_MASK and methods["bc"]["mask_size"] is None
+    assert 0 < methods["mstt"]["mask_size"] < FULL_MASK
+
+
+def test_dds_executor_runs_the_mstt_plan(evaluation: Evaluation) -> None:
+    """The DDS executor runs the same planner and demo mask; only the low level differs."""
+    methods = evaluation.result("eval.json")["variants"]["t1"]
     assert methods["mstt_dds"]["mask_size"] == methods["mstt"]["mask_size"]
     assert methods["mstt_dds"]["fallback_rate"] is not None
-    # a run folder without the dds_skills stage refuses mstt_dds, naming the config section
-    (run / "dds_skills").rename(tmp_path / "dds_skills_moved")
-    assert main(["eval", str(experiment_file), "--run", str(run), "--episodes", "2", "--methods", "mstt_dds",
-                 "--device", "cpu", "--quiet"]) == 2  # fmt: skip
-    assert "executor_dds" in capsys.readouterr().err
-    (tmp_path / "dds_skills_moved").rename(run / "dds_skills")
 
-    pixels = tmp_path / "pixels.json"
-    assert main(["eval", str(experiment_file), "--run", str(run), "--episodes", "2", "--json", str(pixels),
-                 "--methods", "mstt", "--observation", "pixels", "--demo-source", "geometric",
-                 "--quiet"]) == 0  # fmt: skip
-    result = json.loads(pixels.read_text())
+
+def test_eval_writes_the_figure(evaluation: Evaluation) -> None:
+    assert evaluation.cli.code == 0, evaluation.cli.err
+    assert (evaluation.folder / "fig" / "t1.png").stat().st_size > MIN_FIGURE_BYTES
+
+
+def test_mstt_dds_without_the_dds_stage_names_the_config_section(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
+    """A run folder without the dds_skills stage refuses mstt_dds, naming the config section (on a copy of the
+    shared run, which stays whole for the other tests)."""
+    experiment, run = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "dds_skills")
+    cli = run_cli(["eval", str(experiment), "--run", str(copy), "--episodes", str(EPISODES), "--methods", "mstt_dds",
+                   "--device", "cpu", "--quiet"])  # fmt: skip
+    assert cli.code == 2, cli.err
+    assert "executor_dds" in cli.err
+
+
+def test_pixel_observation_mode(pixel_evaluation: Evaluation) -> None:
+    result = pixel_evaluation.result("pixels.json")
     assert result["observation"] == "pixels"
-    # the demo was read off T1's picture; its mask is compared with the scripted demo's
+
+
+def test_perception_made_demo(pixel_evaluation: Evaluation) -> None:
+    """The demo was read off T1's picture; its mask is compared with the scripted demo's."""
+    result = pixel_evaluation.result("pixels.json")
     assert 0.0 < result["demos"]["t1"]["scripted_mask_jaccard"] <= 1.0
-    assert (tmp_path / "demo_geometric_t1.json").exists() and (tmp_path / "demo_geometric_t1.png").exists()
+    folder = pixel_evaluation.folder
+    assert (folder / "demo_geometric_t1.json").exists() and (folder / "demo_geometric_t1.png").exists()
 
 
 def test_bench_tokens_and_plan_report_on_the_trained_run(
-    experiment_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = tmp_path / "run"
-    train(load_experiment(experiment_file), run, progress=False)
+    experiment_file, run = tiny_run
     capsys.readouterr()
     assert main(["bench", "tokens", str(experiment_file), "--run", str(run)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert 0.0 < result["purity"] <= 1.0 and result["route_windows"]["t1"] > 0
     share = result["mask_share_of_route_windows"]["t1"]
-    assert 0.0 < share["t1"] <= 1.0 and 0 < share["mask_size"] <= 16
+    assert 0.0 < share["t1"] <= 1.0 and 0 < share["mask_size"] <= FULL_MASK
 
     assert main(["bench", "plan", str(experiment_file), "--run", str(run), "--candidates", "8", "--repeats", "3"]) == 0
     out = capsys.readouterr().out
     assert "demo of t1" in out
     timing = json.loads(out[out.index("{"):])
     # the decision as `mstt eval` makes it: the T1 demo's mask and windows (tiny.yaml sets a match radius)
-    assert timing["match_radius"] is not None and 0 < timing["demo_mask_size"] <= 16
+    assert timing["match_radius"] is not None and 0 < timing["demo_mask_size"] <= FULL_MASK
     assert timing["demo_windows"] > 0 and timing["batched_demo_ms"] > 0 and timing["batched_ms"] > 0
 
 
@@ -139,11 +187,10 @@ def test_same_seed_and_thread_count_give_identical_weights(experiment_file: Path
 
 
 def test_eval_refuses_demos_of_another_task_off_the_map_or_too_short(
-    experiment_file: Path, configs: Path, tmp_path: Path
+    tiny_run: tuple[Path, Path], configs: Path, tmp_path: Path
 ) -> None:
-    run = tmp_path / "run"
+    experiment_file, run = tiny_run
     experiment = load_experiment(experiment_file)
-    train(experiment, run, progress=False)
     fetch_demo = configs / "demos/fetch_zone.json"
     with pytest.raises(ValueError, match="fetch_zone.json is a demo of the fetch task"):
         evaluate_transfer(experiment, run, episodes=1, demo_path=fetch_demo, progress=False)
@@ -186,16 +233,15 @@ def test_bad_experiment_is_refused(configs: Path, tmp_path: Path) -> None:
     assert main(["train", str(path), "--run", str(tmp_path / "r")]) == 2
 
 
-def test_run_instruction_end_to_end(experiment_file: Path, tmp_path: Path) -> None:
+def test_run_instruction_end_to_end(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
     """Picture -> geometric demo -> mask -> goal from words -> act: every artefact is written."""
-    run = tmp_path / "run"
-    train(load_experiment(experiment_file), run, progress=False)
+    experiment_file, run = tiny_run
     out = tmp_path / "agent"
     assert main(["run", "go to the red ball", "--config", str(experiment_file), "--run", str(run),
                  "--out", str(out)]) == 0  # fmt: skip
     report = json.loads((out / "report.json").read_text())
     assert report["variant"] == "t1" and report["perception"] == "geometric"
-    assert report["goal"].startswith("the goal marker") and 0 < report["mask_size"] <= 16
+    assert report["goal"].startswith("the goal marker") and 0 < report["mask_size"] <= FULL_MASK
     assert (out / "episode.gif").stat().st_size > 1000
     assert Path(report["overlay_png"]).exists()
     demo = json.loads((out / "demo.json").read_text())

@@ -15,13 +15,22 @@ import pytest
 
 from mstt.agent import cli
 from mstt.agent.cli import main
-from mstt.agent.core.config import ABLATIONS_FILE, ConfigError, FetchConfig, MazeConfig, _read_yaml, command_line_overrides, load_ablations
-from mstt.agent.worlds import load_config  # fmt: skip
+from mstt.agent.core.config import (
+    ABLATIONS_FILE,
+    ConfigError,
+    FetchConfig,
+    MazeConfig,
+    _read_yaml,
+    command_line_overrides,
+    load_ablations,
+)
 from mstt.agent.experiments.experiment import Experiment, load_experiment
 from mstt.agent.experiments.offline import OfflineExperiment, load_offline_experiment
 from mstt.agent.experiments.train import RUN_FILE
+from mstt.agent.worlds import load_config  # fmt: skip
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+from repo_paths import CONFIGS
+
 ALL_YAML = sorted(str(path.relative_to(CONFIGS)) for path in CONFIGS.rglob("*.yaml"))
 EXPERIMENT_LOADERS: dict[str, Callable[..., Experiment | OfflineExperiment]] = {
     "mstt": load_experiment, "offline": load_offline_experiment,

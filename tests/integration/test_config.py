@@ -9,6 +9,8 @@ import pytest
 from mstt.agent.core.config import ConfigError, FetchConfig, MazeConfig
 from mstt.agent.worlds import load_config
 
+from repo_paths import CONFIGS
+
 ALL_VARIANTS = [
     "maze/source.yaml", "maze/t1.yaml", "maze/t2.yaml", "maze/t3.yaml",
     "maze/umaze.yaml", "maze/medium.yaml", "maze/large.yaml",
@@ -28,7 +30,7 @@ def test_target_variant_extends_source(configs: Path) -> None:
     assert t1.rows == source.rows and t1.role == "target" and t1.blocked == [(7, 6), (9, 5)]
 
 
-SOURCE_ROWS = load_config(Path(__file__).parent.parent / "configs/maze/source.yaml").rows
+SOURCE_ROWS = load_config(CONFIGS / "maze/source.yaml").rows
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mstt.agent.worlds import load_config
+from mstt.agent.worlds import load_config, make_task
 from mstt.agent.worlds.data import collect, load_episodes
-from mstt.agent.worlds import make_task
 
 
 def test_collect_load_round_trip(configs: Path, tmp_path: Path) -> None:

@@ -15,7 +15,14 @@ from mstt.skills.action_decoder import ActionDecoder, ActionDecoderConfig
 from mstt.skills.dds import DDSAgent, DDSConfig, train_dds, train_skills
 from mstt.skills.dds_encoder import SkillEncoderConfig
 from mstt.skills.iql import (
-    IQLConfig, IQLLearner, awr_weights, deterministic_awr_loss, discrete_awr_loss, expectile_loss, q_loss, train_iql,
+    IQLConfig,
+    IQLLearner,
+    awr_weights,
+    deterministic_awr_loss,
+    discrete_awr_loss,
+    expectile_loss,
+    q_loss,
+    train_iql,
     value_loss,
 )  # fmt: skip
 from mstt.skills.quantiser import codebook_usage
@@ -27,7 +34,8 @@ TINY_DECODER = ActionDecoderConfig(hidden=16, blocks=1, train_timesteps=10, infe
 
 
 def _tiny_config(**changes: object) -> DDSConfig:
-    values = dict(encoder=TINY_ENCODER, decoder=TINY_DECODER, iql=IQLConfig(hidden=16, layers=1, steps=30, batch_size=32),
+    values = dict(encoder=TINY_ENCODER, decoder=TINY_DECODER,
+                  iql=IQLConfig(hidden=16, layers=1, steps=30, batch_size=32),
                   skill_steps=30, skill_batch_size=32, device="cpu")  # fmt: skip
     values.update(changes)
     return DDSConfig(**values)  # type: ignore[arg-type]
@@ -138,7 +146,8 @@ def test_discrete_iql_picks_the_rewarded_skill_per_state(tmp_path: Path) -> None
     obs = np.eye(2, dtype=np.float32)[state]
     data = {"observations": obs, "goals": np.zeros((n, 0), np.float32), "actions": action,
             "returns": (action == 1 - state).astype(np.float32), "discounts": np.full(n, 0.9, np.float32),
-            "dones": np.ones(n, np.float32), "next_observations": obs, "next_goals": np.zeros((n, 0), np.float32)}  # fmt: skip
+            "dones": np.ones(n, np.float32), "next_observations": obs,
+            "next_goals": np.zeros((n, 0), np.float32)}  # fmt: skip
     config = IQLConfig(hidden=32, layers=1, steps=300, batch_size=128, lr=3e-3, device="cpu")
     learner, report = train_iql(data, config, "discrete", num_actions=2, progress=False)
     picks = learner.act(torch.eye(2), torch.zeros(2, 0))
@@ -243,7 +252,8 @@ def test_offline_cli_end_to_end(offline_file: Path, tmp_path: Path) -> None:
     from mstt.agent.cli import main
 
     run, out = tmp_path / "run", tmp_path / "offline.json"
-    assert main(["offline", str(offline_file), "--run", str(run), "--episodes", "3", "--json", str(out), "--quiet"]) == 0
+    command = ["offline", str(offline_file), "--run", str(run), "--episodes", "3", "--json", str(out), "--quiet"]
+    assert main(command) == 0
     result = json.loads(out.read_text())
     assert result["episodes"] == 3 and result["decoder"] == "diffusion"
     assert result["reference"]["random"] == 23.85 and result["reference"]["expert"] == 161.86
@@ -261,7 +271,8 @@ def test_offline_cli_end_to_end(offline_file: Path, tmp_path: Path) -> None:
 
     # A second call reuses the trained models and evaluates the same seeds: identical metrics.
     again = tmp_path / "again.json"
-    assert main(["offline", str(offline_file), "--run", str(run), "--episodes", "3", "--json", str(again), "--quiet"]) == 0
+    command = ["offline", str(offline_file), "--run", str(run), "--episodes", "3", "--json", str(again), "--quiet"]
+    assert main(command) == 0
     assert json.loads(again.read_text())["methods"]["dds"]["return_mean"] == result["methods"]["dds"]["return_mean"]
     # The decoder ablation changes the training config: the same run folder is refused, a user error.
     assert main(["offline", str(offline_file), "--run", str(run), "--set", "dds.decoder.kind=mlp", "--quiet"]) == 2

@@ -3,18 +3,15 @@ direction a reversible task's goal needs, and the route-reading pieces of a demo
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from mstt.agent.worlds import load_config
 from mstt.agent.core.demo import Demo
 from mstt.agent.experiments.controllers import DemoTracker, make_vector_env, rollout
-from mstt.agent.worlds import make_task
 from mstt.agent.experiments.evaluate import task_demo
+from mstt.agent.worlds import load_config, make_task
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+from repo_paths import CONFIGS
 
 
 @pytest.mark.parametrize(("variant", "reversible"), [("t1.yaml", True), ("tasks/t1_reverse.yaml", True),

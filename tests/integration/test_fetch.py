@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from mstt.agent.worlds import load_config
-from mstt.agent.worlds import make_task
+from mstt.agent.worlds import load_config, make_task
 from mstt.agent.worlds.fetch import (
-    ACTION_STEP, DEMO_GOAL_DISTANCE, DEMO_HOLD_STEPS, FetchTask, ReachExpert, in_zones,
+    ACTION_STEP,
+    DEMO_GOAL_DISTANCE,
+    DEMO_HOLD_STEPS,
+    FetchTask,
+    ReachExpert,
+    in_zones,
 )
 
 

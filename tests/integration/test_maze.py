@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from mstt.agent.worlds import load_config
-from mstt.agent.worlds import make_task
-from mstt.agent.worlds.maze import GOAL_RADIUS, MazeTask
 from mstt.agent.core.maze_layout import MazeLayout
+from mstt.agent.worlds import load_config, make_task
+from mstt.agent.worlds.maze import GOAL_RADIUS, MazeTask
 
 VARIANTS = ["source", "t1", "t2", "t3", "umaze", "medium", "large"]
 # Cells that only the top, middle and bottom routes of the three-routes maze pass through.

@@ -12,10 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mstt.agent.worlds import load_config
-from mstt.agent.core.demo import Demo
-from mstt.agent.worlds import make_task
 from mstt.agent.core.camera import FreeCamera
+from mstt.agent.core.demo import Demo
+from mstt.agent.worlds import load_config, make_task
 from mstt.agent.worlds.maze import MazeTask
 from mstt.perception import (
     DemoPerceiver,
@@ -32,7 +31,8 @@ from mstt.perception import (
 from mstt.perception.prompts import load_prompt
 from mstt.perception.validation import route_problems
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+from repo_paths import CONFIGS
+
 # Cells that only the top, middle and bottom routes of the three-routes maze pass through.
 ROUTE_CELLS = {"top": (1, 5), "middle": (7, 6), "bottom": (9, 5)}
 OPEN_ROUTE = {"t1": "top", "t2": "middle", "t3": "bottom"}
@@ -243,7 +243,10 @@ def test_goal_parsing_cases(worlds: dict, configs: Path) -> None:
         ("go to cell (50, 3)", r"outside the 11x12 maze"),
         ("go to the green ball", r"the agent itself"),
         ("go to the red ball without entering the blue", r"no region or cell to avoid in 'the blue'"),
-        ("reach the red ball avoiding the left half", r"the agent already stands in what the instruction says to avoid \(left\)"),
+        (
+            "reach the red ball avoiding the left half",
+            r"the agent already stands in what the instruction says to avoid \(left\)",
+        ),
         ("", r"empty"),
     ],
 )

@@ -22,8 +22,7 @@ from transformers import (
 )
 from transformers.models.idefics3 import Idefics3ImageProcessorPil
 
-from mstt.agent.worlds import load_config
-from mstt.agent.worlds import make_task
+from mstt.agent.worlds import load_config, make_task
 from mstt.agent.worlds.maze import MazeTask
 from mstt.perception import BackendError, PerceptionError, Scene, make_perceiver
 from mstt.perception.chat import image_data_url
@@ -31,7 +30,8 @@ from mstt.perception.hf_vlm import to_hf_conversation
 from mstt.perception.prompts import PROMPTS_DIR
 from mstt.perception.vlm import ROUTE_PARSER
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+from repo_paths import CONFIGS
+
 # SmolVLM-Instruct's chat template: every role, content as a list of text and image parts.
 CHAT_TEMPLATE = (
     "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"

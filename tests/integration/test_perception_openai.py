@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mstt.agent.worlds import load_config
-from mstt.agent.worlds import make_task
 from mstt.agent.core.camera import FreeCamera
+from mstt.agent.worlds import load_config, make_task
 from mstt.agent.worlds.maze import MazeTask
 from mstt.perception import BackendError, GoalParseError, PerceptionError, Scene, make_perceiver, parse_goal
 from mstt.perception.chat import decode_data_url
 from mstt.perception.openai_vlm import OpenAIChat, OpenAIConfig
+
+from repo_paths import CONFIGS
 
 KEY_ENV = "MSTT_TEST_OPENAI_KEY"
 SECRET = "sk-test-9f8e7d6c5b4a-do-not-leak"
@@ -115,7 +116,7 @@ def t1(configs_dir: Path) -> tuple[MazeTask, Scene, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def configs_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "configs"
+    return CONFIGS
 
 
 def _config(server: ScriptedServer, **overrides: Any) -> dict[str, Any]:

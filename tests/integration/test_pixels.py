@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mstt.agent.worlds import load_config
-from mstt.agent.experiments.controllers import make_vector_env
 from mstt.agent.experiments import pixels
+from mstt.agent.experiments.controllers import make_vector_env
 from mstt.agent.experiments.pixels import TRUE_POSITION_KEY, PixelObservation
-from mstt.agent.worlds import make_task
+from mstt.agent.worlds import load_config, make_task
 
 POSITION_TOLERANCE = 0.06
 """World units; one pixel of the 480x480 frame is ~0.03."""

@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mstt.agent.worlds import load_config
-from mstt.agent.experiments.corruptions import CORRUPTIONS, DEFAULT_LEVELS, corrupt, parse_corruption
 from mstt.agent.core.demo import Demo
-from mstt.agent.worlds import make_task
+from mstt.agent.experiments.corruptions import CORRUPTIONS, DEFAULT_LEVELS, corrupt, parse_corruption
+from mstt.agent.worlds import load_config, make_task
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+from repo_paths import CONFIGS
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +39,8 @@ def test_every_corruption_is_seeded_and_keeps_the_world(name: str, t1, demo: Dem
 def test_corner_cut_and_sparse_keep_few_points_on_straight_segments(t1, demo: Demo) -> None:  # type: ignore[no-untyped-def]
     cut = corrupt(demo, "corner_cut=3", t1).positions
     assert np.allclose(cut[0], demo.positions[0]) and np.allclose(cut[-1], demo.positions[-1])
-    chords = np.linalg.norm(np.diff(cut[:-1], axis=0), axis=1)  # 3 cells of route apart: shorter where they cut a corner
+    # 3 cells of route apart: shorter where they cut a corner
+    chords = np.linalg.norm(np.diff(cut[:-1], axis=0), axis=1)
     assert np.all(chords <= 3.0 + 1e-6) and np.all(chords > 2.0) and np.sum(np.isclose(chords, 3.0, atol=0.01)) >= 2
     assert len(corrupt(demo, "sparse=7", t1).points) == 7
 
@@ -92,5 +92,6 @@ def test_demo_make_writes_a_corrupted_demo_and_refuses_one_the_check_refuses(
     assert "clips wall cell" in capsys.readouterr().err
     assert 5 <= len(Demo.load(out).points) <= 10 and Demo.load(out).timestamps is None
     refused = tmp_path / "shifted.json"
-    assert main(["demo-make", str(CONFIGS / "maze/t1.yaml"), "--out", str(refused), "--corrupt", "calibration=0.1"]) == 2
+    command = ["demo-make", str(CONFIGS / "maze/t1.yaml"), "--out", str(refused), "--corrupt", "calibration=0.1"]
+    assert main(command) == 2
     assert "lie where no agent can be" in capsys.readouterr().err and not refused.exists()

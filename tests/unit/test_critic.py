@@ -13,21 +13,21 @@ import torch
 from mstt.skills.checkpoint import CheckpointError
 from mstt.skills.critic import (
     TERMINATION_REWARD,
+    BatchSampler,
     CriticConfig,
     CriticReport,
     MaskedCritic,
-    _ensure_both_taken_cases,
     build_skill_transitions,
     continuation_return_bound,
+    ensure_both_taken_cases,
     goal_reached,
     masked_bellman_target,
     masked_soft_max,
     prior_support,
-    sample_segment_masks,
     train_critic,
-    _Sampler,
 )
 from mstt.skills.generator import GeneratorConfig, TrajectoryGenerator
+from mstt.skills.masks import segment_masks
 
 HORIZON = 2
 NUM_SKILLS = 8
@@ -167,11 +167,11 @@ def test_demo_like_samples_take_their_segment_end_as_goal() -> None:
         goal_conditioned=True, fixed_goal=None,
     )  # fmt: skip
     gen = torch.Generator().manual_seed(0)
-    sampler = _Sampler(data, config, data.episode_tokens, data.episode_windows, gen)
+    sampler = BatchSampler(data, config, data.episode_tokens, data.episode_windows, gen)
     idx = torch.arange(len(data)).repeat(50)
     masks, goals = sampler.masks_and_goals(idx)
     # every goal is where some window of the sample's own episode ends, at or after the sample's own window
-    for i, g, m in zip(idx.tolist(), goals, masks):
+    for i, g in zip(idx.tolist(), goals):
         episode, window = int(data.episode[i]), int(data.window[i])
         ends = data.achieved[episode, (torch.arange(window, int(data.episode_windows[episode])) + 1) * HORIZON]
         assert (ends == g).all(dim=1).any()
@@ -187,17 +187,17 @@ def test_demo_like_samples_take_their_segment_end_as_goal() -> None:
 def test_segment_masks_are_contiguous_segments_and_anchored_ones_contain_the_anchor() -> None:
     table = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7], [7, 6, 5, -1, -1, -1, -1, -1]])
     windows = torch.tensor([8, 3])
-    config = tiny_config(segments_per_mask=1, segment_min_windows=2, segment_max_windows=3)
+    segments = {"segments_per_mask": 1, "min_windows": 2, "max_windows": 3}
     gen = torch.Generator().manual_seed(0)
-    masks = sample_segment_masks(table, windows, 200, NUM_SKILLS, config, gen)
+    masks = segment_masks(table, windows, 200, NUM_SKILLS, gen, **segments)
     for row in masks:
         on = row.nonzero().squeeze(1).tolist()
         assert 2 <= len(on) <= 3
         # both episodes hold runs of consecutive tokens, so a segment is a run of consecutive integers
         assert on == list(range(on[0], on[0] + len(on)))
     anchor_window = torch.randint(8, (200,), generator=gen)
-    anchored = sample_segment_masks(
-        table, windows, 200, NUM_SKILLS, config, gen, anchor_episode=torch.zeros(200, dtype=torch.long),
+    anchored = segment_masks(
+        table, windows, 200, NUM_SKILLS, gen, **segments, anchor_episode=torch.zeros(200, dtype=torch.long),
         anchor_window=anchor_window,
     )
     assert anchored[torch.arange(200), table[0, anchor_window]].all()
@@ -205,13 +205,13 @@ def test_segment_masks_are_contiguous_segments_and_anchored_ones_contain_the_anc
 
 def test_batch_always_shows_both_taken_cases() -> None:
     z = torch.tensor([1, 2, 3])
-    all_on = _ensure_both_taken_cases(torch.ones(3, 4, dtype=torch.bool), z)
-    all_off = _ensure_both_taken_cases(torch.zeros(3, 4, dtype=torch.bool), z)
+    all_on = ensure_both_taken_cases(torch.ones(3, 4, dtype=torch.bool), z)
+    all_off = ensure_both_taken_cases(torch.zeros(3, 4, dtype=torch.bool), z)
     for masks in (all_on, all_off):
         taken = masks[torch.arange(3), z]
         assert taken.any() and (~taken).any()
     mixed = torch.tensor([[True, True], [False, False]])
-    assert torch.equal(_ensure_both_taken_cases(mixed, torch.tensor([0, 0])), mixed)
+    assert torch.equal(ensure_both_taken_cases(mixed, torch.tensor([0, 0])), mixed)
 
 
 # ---- data ------------------------------------------------------------------------------------------------------

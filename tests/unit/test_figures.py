@@ -7,10 +7,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mstt.agent.worlds import load_config
-from mstt.agent.experiments.figures import BLOCKED_COLOUR, DROPPED_COLOUR, KEPT_COLOUR, maze_transfer_figure, token_mean_windows
 from mstt.agent.core.maze_layout import MazeLayout
 from mstt.agent.experiments.evaluate import results_table
+from mstt.agent.experiments.figures import (
+    BLOCKED_COLOUR,
+    DROPPED_COLOUR,
+    KEPT_COLOUR,
+    maze_transfer_figure,
+    token_mean_windows,
+)
+from mstt.agent.worlds import load_config
 
 
 def _rgb(hex_colour: str) -> np.ndarray:

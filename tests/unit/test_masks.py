@@ -4,7 +4,6 @@ samplers."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -16,6 +15,7 @@ from mstt.skills.masks import (
     bernoulli_masks,
     infer_mask,
     infer_route_mask,
+    pad_token_sequences,
     segment_masks,
     token_sequence,
 )
@@ -242,22 +242,21 @@ def test_augment_path_warps_speed_and_offsets_rigidly() -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(batch=st.integers(0, 64), L=st.integers(1, 300), keep_prob=st.floats(0.001, 1.0), seed=st.integers(0, 99))
-def test_bernoulli_masks_shape_and_never_empty(batch: int, L: int, keep_prob: float, seed: int) -> None:
+@given(batch=st.integers(0, 64), L=st.integers(1, 300), keep_prob=st.floats(0.001, 0.999), seed=st.integers(0, 99))
+def test_bernoulli_masks_are_one_seeded_uniform_draw(batch: int, L: int, keep_prob: float, seed: int) -> None:
     masks = bernoulli_masks(batch, L, keep_prob, torch.Generator().manual_seed(seed))
     assert masks.shape == (batch, L) and masks.dtype == torch.bool
-    assert bool(masks.any(dim=1).all())
-    if keep_prob == 1.0:
-        assert bool(masks.all())
-    again = bernoulli_masks(batch, L, keep_prob, torch.Generator().manual_seed(seed))
-    assert torch.equal(masks, again)
+    # exactly the draw critic training makes: one (B, L) uniform from the generator, kept below keep_prob
+    expected = torch.rand(batch, L, generator=torch.Generator().manual_seed(seed)) < keep_prob
+    assert torch.equal(masks, expected)
 
 
 def test_bernoulli_masks_keep_the_requested_share() -> None:
     masks = bernoulli_masks(2_000, 240, 0.3, torch.Generator().manual_seed(0))
     assert float(masks.float().mean()) == pytest.approx(0.3, abs=0.01)
-    with pytest.raises(ValueError, match="keep_prob"):
-        bernoulli_masks(2, 10, 0.0, torch.Generator())
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="keep_prob"):
+            bernoulli_masks(2, 10, bad, torch.Generator())
 
 
 @settings(max_examples=50, deadline=None)
@@ -269,14 +268,18 @@ def test_bernoulli_masks_keep_the_requested_share() -> None:
     extra=st.integers(0, 5),
     seed=st.integers(0, 99),
 )
-def test_segment_masks_are_unions_of_contiguous_segments(
+def test_segment_masks_are_token_sets_of_contiguous_segments(
     data: st.DataObject, L: int, batch: int, min_len: int, extra: int, seed: int
 ) -> None:
     sequences = data.draw(
         st.lists(st.lists(st.integers(0, L - 1), min_size=1, max_size=15).map(np.array), min_size=1, max_size=4)
     )
     max_len = min_len + extra
-    masks = segment_masks(sequences, batch, L, min_len, max_len, np.random.default_rng(seed))
+    table, lengths = pad_token_sequences(sequences, L)
+    masks = segment_masks(
+        table, lengths, batch, L, torch.Generator().manual_seed(seed),
+        segments_per_mask=1, min_windows=min_len, max_windows=max_len,
+    )  # fmt: skip
     assert masks.shape == (batch, L) and masks.dtype == torch.bool
     # every row is exactly the token set of some allowed segment of some sequence
     allowed = set()
@@ -290,14 +293,23 @@ def test_segment_masks_are_unions_of_contiguous_segments(
 
 def test_segment_masks_are_spatially_coherent(corridors) -> None:
     model, episodes, routes = corridors
-    sequences = [token_sequence(e, model) for e in episodes]
-    masks = segment_masks(sequences, 64, TINY.codebook_size, 3, 6, np.random.default_rng(0))
+    table, lengths = pad_token_sequences([token_sequence(e, model) for e in episodes], TINY.codebook_size)
+    masks = segment_masks(
+        table, lengths, 64, TINY.codebook_size, torch.Generator().manual_seed(0),
+        segments_per_mask=1, min_windows=3, max_windows=6,
+    )  # fmt: skip
     route_tokens = [set(middle_tokens(model, episodes, routes, r).tolist()) for r in range(len(VIAS))]
     # a short segment never spans the middles of two routes, unlike a Bernoulli mask of the same size
     for row in masks:
         active = set(torch.nonzero(row).flatten().tolist())
         assert sum(bool(active & tokens) for tokens in route_tokens) <= 1
+
+
+def test_token_tables_refuse_empty_or_out_of_range_sequences() -> None:
     with pytest.raises(ValueError, match="non-empty"):
-        segment_masks([np.array([], dtype=np.int64)], 4, TINY.codebook_size, 1, 2, np.random.default_rng(0))
+        pad_token_sequences([np.array([], dtype=np.int64)], TINY.codebook_size)
     with pytest.raises(ValueError, match="outside"):
-        segment_masks([np.array([0, TINY.codebook_size])], 4, TINY.codebook_size, 1, 2, np.random.default_rng(0))
+        pad_token_sequences([np.array([0, TINY.codebook_size])], TINY.codebook_size)
+    with pytest.raises(ValueError, match="min_windows"):
+        segment_masks(*pad_token_sequences([np.array([0, 1])], 2), 1, 2, torch.Generator(), segments_per_mask=1,
+                      min_windows=3, max_windows=2)  # fmt: skip

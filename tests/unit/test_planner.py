@@ -1,6 +1,6 @@
 """Skill planner: the mask filter never returns a masked token while a feasible candidate exists (property tests),
-the batched plan and the one-at-a-time reference (Algorithm 2) agree on feasibility, the fallback is the nearest
-feasible codeword and is flagged, and the real generator and critic plug in."""
+the batched plan and the one-at-a-time reference (Algorithm 2) agree on feasibility, the fallback heads for a permitted
+skill's start and is flagged, each score ranks as documented, and the real generator and critics plug in."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mstt.skills.critic import CriticConfig, MaskedCritic
-from mstt.skills.masks import DemoWindows
+from mstt.skills.critic import ConstantCritic, CriticConfig, MaskedCritic
 from mstt.skills.generator import GeneratorConfig, TrajectoryGenerator
+from mstt.skills.masks import DemoWindows
 from mstt.skills.planner import (
     CandidateGenerator,
     PlannerConfig,
     SkillCritic,
     SkillPlanner,
-    SkillTokenizer,
+    TokenEncoder,
     demo_distance,
     select_feasible,
 )
@@ -46,15 +46,17 @@ class DirectionTokenizer:
         displacement = windows[:, -1] - windows[:, 0]
         return torch.cdist(displacement, self.centroids).argmin(dim=1)
 
-    def token_distance(self) -> torch.Tensor:
-        """(L, L) angular distance between the compass directions, in steps of 45 degrees."""
-        index = torch.arange(NUM_DIRECTIONS)
-        gap = (index[:, None] - index[None]).abs()
-        return torch.minimum(gap, NUM_DIRECTIONS - gap).float()
+    def token_starts(self) -> torch.Tensor:
+        """(L, 2) each direction's skill starts one unit out along that direction."""
+        return self.centroids / (STEP * (HORIZON - 1))
 
 
 class LineGenerator:
     """Stand-in generator: straight lines from s at a random angle in [angle_low, angle_high) (radians)."""
+
+    state_dim = STATE_DIM
+    goal_conditioned = False
+    device = torch.device("cpu")
 
     def __init__(self, angle_low: float = 0.0, angle_high: float = 2 * math.pi) -> None:
         self.angle_low, self.angle_high = angle_low, angle_high
@@ -78,10 +80,12 @@ class LineGenerator:
         return tau
 
 
-class TableCritic:
-    """Stand-in critic: a fixed Q per skill, the same for every state."""
+class TableCritic(ConstantCritic):
+    """Stand-in critic: a fixed Q per skill, the same for every state; like ConstantCritic it knows no goal radius
+    (candidates are ranked by Q alone) and no prior (every skill is in the support)."""
 
     def __init__(self, q: torch.Tensor) -> None:
+        super().__init__(len(q))
         self.q = q
         self.calls = 0
 
@@ -91,7 +95,7 @@ class TableCritic:
 
 
 def make_planner(
-    generator: CandidateGenerator | None = None, critic: SkillCritic | None = None, **config: object
+    generator: CandidateGenerator | None = None, critic: SkillCritic | TableCritic | None = None, **config: object
 ) -> SkillPlanner:
     values: dict[str, object] = dict(n_candidates=32, max_resamples=2, pos_start=0, pos_stop=POS_DIM, seed=0)
     values.update(config)
@@ -104,8 +108,9 @@ def make_planner(
 
 
 def test_stand_ins_satisfy_the_protocols() -> None:
-    assert isinstance(DirectionTokenizer(), SkillTokenizer)
-    assert isinstance(LineGenerator(), CandidateGenerator)
+    assert isinstance(DirectionTokenizer(), TokenEncoder)
+    assert isinstance(LineGenerator(), CandidateGenerator) and isinstance(ForkGenerator(), CandidateGenerator)
+    assert isinstance(DistanceCritic(), SkillCritic) and isinstance(ConstantCritic(NUM_DIRECTIONS), SkillCritic)
     assert isinstance(TableCritic(torch.zeros(NUM_DIRECTIONS)), SkillCritic)
 
 
@@ -188,51 +193,10 @@ def test_batched_plan_and_one_at_a_time_reference_agree_on_feasibility() -> None
     assert batched.rounds.tolist() == [1, 1, 2, 1, 2]
 
 
-def test_fallback_is_the_nearest_feasible_codeword_and_flagged() -> None:
-    generator = LineGenerator(-math.pi / 3, math.pi / 3)  # tokens 7, 0, 1
-    planner = make_planner(generator, max_resamples=0, fallback="nearest_feasible")
-    masks = torch.zeros(2, NUM_DIRECTIONS, dtype=torch.bool)
-    masks[0, 3] = True  # up-left: token 1 (up-right) is 2 steps away, 0 is 3, 7 is 4
-    masks[1, 6] = True  # down: token 7 is 1 step away
-    plan = planner.plan(torch.zeros(2, STATE_DIM), masks)
-    assert plan.used_fallback.all() and (plan.n_feasible == 0).all()
-    assert plan.token.tolist() == [1, 7]
-    reference = planner.plan_one_at_a_time(torch.zeros(2, STATE_DIM), masks)
-    assert reference.used_fallback.all() and reference.token.tolist() == [1, 7]
-
-
-def test_fallback_without_a_token_distance_uses_candidate_centroids() -> None:
-    class NoDistanceTokenizer(DirectionTokenizer):
-        token_distance = None  # type: ignore[assignment]
-
-    masks = torch.zeros(2, NUM_DIRECTIONS, dtype=torch.bool)
-    masks[0, 2] = True  # straight up: reachable only by env 1's candidates
-    masks[1, :] = True
-    planner = SkillPlanner(
-        LineGenerator(0.0, math.pi / 2 + 0.3),  # tokens 0, 1, 2
-        NoDistanceTokenizer(),
-        TableCritic(torch.linspace(0.1, 0.8, NUM_DIRECTIONS)),
-        PlannerConfig(n_candidates=32, max_resamples=0, pos_stop=POS_DIM),
-    )
-    plan = planner.plan(torch.zeros(2, STATE_DIM), masks)
-    assert not plan.used_fallback.any()  # token 2 is reachable; sanity for the next case
-    masks[0] = False
-    masks[0, 3] = True  # up-left: never sampled, so the centroid distance is inf everywhere -> best Q, flagged
-    plan = planner.plan(torch.zeros(2, STATE_DIM), masks)
-    assert plan.used_fallback.tolist() == [True, False]
-    assert plan.token[0].item() == 2  # highest Q among the reachable tokens
-
-
 def test_toward_feasible_fallback_heads_for_the_nearest_permitted_skill_start() -> None:
-    class PlacedTokenizer(DirectionTokenizer):
-        """Each direction's skill starts one unit out along that direction."""
-
-        def token_starts(self) -> torch.Tensor:
-            return self.centroids / (STEP * (HORIZON - 1))
-
     planner = SkillPlanner(
         LineGenerator(-math.pi / 3, math.pi / 3),  # tokens 7, 0, 1: none permitted below
-        PlacedTokenizer(),
+        DirectionTokenizer(),
         TableCritic(torch.linspace(0.8, 0.1, NUM_DIRECTIONS)),
         PlannerConfig(n_candidates=64, max_resamples=0, pos_stop=POS_DIM),
     )
@@ -247,33 +211,11 @@ def test_toward_feasible_fallback_heads_for_the_nearest_permitted_skill_start() 
     assert reference.used_fallback.all() and reference.trajectory[0, -1, 1] > 0 > reference.trajectory[1, -1, 1]
 
 
-def test_token_goal_score_prefers_a_candidate_that_reaches_the_goal() -> None:
-    class GoalTableCritic(TableCritic):
-        class config:  # noqa: N801 - mirrors MaskedCritic.config
-            goal_radius = 0.05
-
-    q = torch.full((NUM_DIRECTIONS,), 0.5)
-    q[0] = 0.9  # straight right has the highest Q, but the goal lies straight up, within one skill
-    goals = torch.tensor([[0.0, STEP * (HORIZON - 1)]])
-    masks = torch.ones(1, NUM_DIRECTIONS, dtype=torch.bool)
-    token = make_planner(critic=GoalTableCritic(q), n_candidates=256).plan(torch.zeros(1, STATE_DIM), masks, goals)
-    reach = make_planner(critic=GoalTableCritic(q), n_candidates=256, score="token_goal")
-    plan = reach.plan(torch.zeros(1, STATE_DIM), masks, goals)
-    assert token.token.item() == 0
-    assert torch.linalg.vector_norm(plan.trajectory[0, :, :POS_DIM] - goals, dim=-1).min() <= 0.05
-
-
-def test_error_fallback_raises() -> None:
-    planner = make_planner(fallback="error", max_resamples=0)
-    with pytest.raises(RuntimeError, match="survived the mask"):
-        planner.plan(torch.zeros(1, STATE_DIM), torch.zeros(1, NUM_DIRECTIONS, dtype=torch.bool))
-
-
 def test_config_errors_name_the_field() -> None:
     with pytest.raises(ValueError, match="n_candidates"):
         PlannerConfig(n_candidates=0)
-    with pytest.raises(ValueError, match="fallback"):
-        PlannerConfig(fallback="random")
+    with pytest.raises(TypeError, match="fallback"):
+        PlannerConfig(fallback="toward_feasible")  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="pos_stop"):
         PlannerConfig(pos_start=2, pos_stop=2)
 
@@ -304,10 +246,7 @@ class DistanceCritic:
     """Stand-in critic whose value of every skill falls with the state's distance to the goal."""
 
     discount = 0.9
-    state_dim = STATE_DIM
-
-    class config:  # noqa: N801 - mirrors MaskedCritic.config
-        goal_radius = 0.05
+    goal_radius = 0.05
 
     def q_values(self, s: torch.Tensor, m: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
         return self.state_values(s, m, g)[:, None].expand(-1, NUM_DIRECTIONS).clone()
@@ -316,13 +255,16 @@ class DistanceCritic:
         assert g is not None
         return torch.exp(-torch.linalg.vector_norm(s[:, :POS_DIM] - g, dim=-1))
 
+    def skill_support(self, s: torch.Tensor) -> torch.Tensor:
+        return torch.ones(s.shape[0], NUM_DIRECTIONS, dtype=torch.bool)
+
 
 @pytest.mark.parametrize("goal", [(1.0, 0.3), (0.0, -0.28)])
 def test_lookahead_picks_the_candidate_that_ends_best(goal: tuple[float, float]) -> None:
     """Every skill has the same Q here, so token scoring cannot choose; the lookahead takes the candidate whose end
     state the critic values most, or one that reaches the goal (reward 1 beats any discounted value)."""
     n = 64
-    planner = make_planner(critic=DistanceCritic(), n_candidates=n, score="lookahead")
+    planner = make_planner(critic=DistanceCritic(), n_candidates=n, score="token_lookahead")
     states = torch.zeros(1, STATE_DIM)
     goals = torch.tensor([goal])
     plan = planner.plan(states, torch.ones(1, NUM_DIRECTIONS, dtype=torch.bool), goals)
@@ -330,25 +272,27 @@ def test_lookahead_picks_the_candidate_that_ends_best(goal: tuple[float, float])
     angle = 2 * math.pi * torch.rand(1, n, generator=torch.Generator().manual_seed(0))
     ends = torch.stack([angle.cos(), angle.sin()], dim=-1)[0] * STEP * (HORIZON - 1)
     path = torch.arange(HORIZON)[:, None, None] * STEP * torch.stack([angle.cos(), angle.sin()], dim=-1)[0]
-    reaches = (torch.linalg.vector_norm(path - goals, dim=-1) <= DistanceCritic.config.goal_radius).any(dim=0)
-    best = int(reaches.float().argmax()) if reaches.any() else int(torch.linalg.vector_norm(ends - goals, dim=-1).argmin())
+    reaches = (torch.linalg.vector_norm(path - goals, dim=-1) <= DistanceCritic.goal_radius).any(dim=0)
+    nearest = int(torch.linalg.vector_norm(ends - goals, dim=-1).argmin())
+    best = int(reaches.float().argmax()) if reaches.any() else nearest
     torch.testing.assert_close(plan.trajectory[0, -1, :POS_DIM], ends[best])
     if goal == (0.0, -0.28):
         assert bool(reaches.any())  # the case where some candidate reaches the goal is exercised
 
 
-def test_unknown_score_is_refused() -> None:
-    with pytest.raises(ValueError, match="score"):
-        PlannerConfig(score="best")
+@pytest.mark.parametrize("score", ["best", "lookahead", "token_goal"])
+def test_unknown_score_is_refused(score: str) -> None:
+    with pytest.raises(ValueError, match="PlannerConfig.score"):
+        PlannerConfig(score=score)
+
+
+def test_defaults_are_the_shipped_choice() -> None:
+    config = PlannerConfig()
+    assert config.score == "token_lookahead" and config.prefer_support
 
 
 class PriorCritic(DistanceCritic):
     """DistanceCritic with a Q table per skill and a skill prior that rules out the skills in ``unsupported``."""
-
-    class config:  # noqa: N801 - mirrors MaskedCritic.config
-        goal_radius = 0.05
-        prior_threshold = 0.01
-        prior_threshold_mode = "absolute"
 
     def __init__(self, q: torch.Tensor, unsupported: list[int]) -> None:
         self.q, self.unsupported = q, unsupported
@@ -356,19 +300,19 @@ class PriorCritic(DistanceCritic):
     def q_values(self, s: torch.Tensor, m: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
         return self.q[None].expand(s.shape[0], -1).clone()
 
-    def skill_prior(self, s: torch.Tensor) -> torch.Tensor:
-        prior = torch.ones(s.shape[0], NUM_DIRECTIONS)
-        prior[:, self.unsupported] = 0.0
-        return prior / prior.sum(dim=1, keepdim=True)
+    def skill_support(self, s: torch.Tensor) -> torch.Tensor:
+        support = torch.ones(s.shape[0], NUM_DIRECTIONS, dtype=torch.bool)
+        support[:, self.unsupported] = False
+        return support
 
 
 def test_prefer_support_ranks_skills_the_data_takes_at_the_state_first() -> None:
     q = torch.linspace(0.1, 0.8, NUM_DIRECTIONS)  # skill 7 has the highest Q, but the data never takes it here
     masks = torch.ones(1, NUM_DIRECTIONS, dtype=torch.bool)
     goals = torch.tensor([[5.0, 5.0]])
-    plain = make_planner(critic=PriorCritic(q, [7]), n_candidates=128)
+    plain = make_planner(critic=PriorCritic(q, [7]), n_candidates=128, score="token", prefer_support=False)
     assert plain.plan(torch.zeros(1, STATE_DIM), masks, goals).token.item() == 7
-    supported = make_planner(critic=PriorCritic(q, [7]), n_candidates=128, prefer_support=True)
+    supported = make_planner(critic=PriorCritic(q, [7]), n_candidates=128, score="token", prefer_support=True)
     assert supported.plan(torch.zeros(1, STATE_DIM), masks, goals).token.item() == 6
     # where no permitted candidate is supported, a permitted one is still taken, unflagged
     only = torch.zeros(1, NUM_DIRECTIONS, dtype=torch.bool)
@@ -396,6 +340,10 @@ class ForkGenerator:
     """Stand-in generator for the two-skill lookahead: from the origin, half the candidates head east to A and half
     north to B; from A every continuation heads back west, from anywhere else every continuation heads east."""
 
+    state_dim = STATE_DIM
+    goal_conditioned = False
+    device = torch.device("cpu")
+
     def sample(
         self, states: torch.Tensor, n: int, goals: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
@@ -412,8 +360,7 @@ class ForkGenerator:
         return tau
 
 
-@pytest.mark.parametrize("score", ["lookahead", "token_lookahead"])
-def test_two_skill_lookahead_avoids_an_end_state_whose_continuations_are_all_masked(score: str) -> None:
+def test_two_skill_lookahead_avoids_an_end_state_whose_continuations_are_all_masked() -> None:
     """A (east) ends nearer the goal than B (north), so one skill of lookahead takes A; but from A the only
     continuation heads west, a masked skill, so A leads to the sink. Two skills of lookahead see it and take B."""
     masks = torch.zeros(1, NUM_DIRECTIONS, dtype=torch.bool)
@@ -422,7 +369,7 @@ def test_two_skill_lookahead_avoids_an_end_state_whose_continuations_are_all_mas
     states = torch.zeros(1, STATE_DIM)
     plans = {}
     for depth in (1, 2):
-        planner = make_planner(ForkGenerator(), DistanceCritic(), n_candidates=8, score=score, lookahead_depth=depth)
+        planner = make_planner(ForkGenerator(), DistanceCritic(), n_candidates=8, lookahead_depth=depth)
         plans[depth] = planner.plan(states, masks, goals)
     assert plans[1].token.item() == 0 and plans[2].token.item() == 2
     assert not plans[2].used_fallback.any()
@@ -449,10 +396,10 @@ def test_demo_match_keeps_only_candidates_near_the_demo_window_of_their_token() 
     states, masks = torch.zeros(1, STATE_DIM), torch.ones(1, NUM_DIRECTIONS, dtype=torch.bool)
     radius = 0.01
     generator = LineGenerator(-math.pi / 8, math.pi / 8)
-    planner = make_planner(generator, DistanceCritic(), n_candidates=64, score="lookahead", match_radius=radius)
+    planner = make_planner(generator, DistanceCritic(), n_candidates=64, score="token_lookahead", match_radius=radius)
     free = planner.plan(states, masks, goals)
     matched = make_planner(
-        generator, DistanceCritic(), n_candidates=64, score="lookahead", match_radius=radius
+        generator, DistanceCritic(), n_candidates=64, score="token_lookahead", match_radius=radius
     ).plan(states, masks, goals, anchors=east_demo())
     assert free.token.item() == matched.token.item() == 0
     def distance(plan: object) -> float:
@@ -481,3 +428,19 @@ def test_demo_match_radius_must_be_positive() -> None:
     for bad in (0.0, -1.0, math.inf):
         with pytest.raises(ValueError, match="match_radius"):
             PlannerConfig(match_radius=bad)
+
+
+def test_constant_critic_plans_like_a_table_of_zeros() -> None:
+    """ConstantCritic ranks by its constant Q alone, like a table of zeros, under every score: both choose the same
+    candidates, and only the environment whose mask permits nothing falls back."""
+    states, goals = torch.zeros(3, STATE_DIM), torch.tensor([[0.3, 0.0]] * 3)
+    masks = torch.zeros(3, NUM_DIRECTIONS, dtype=torch.bool)
+    masks[0] = True
+    masks[1, [1, 2]] = True  # masks[2] permits nothing: a fallback
+    for score in ("token", "token_lookahead"):
+        plans = [
+            make_planner(critic=critic, score=score, max_resamples=0).plan(states, masks, goals)
+            for critic in (ConstantCritic(NUM_DIRECTIONS), TableCritic(torch.zeros(NUM_DIRECTIONS)))
+        ]
+        assert torch.equal(plans[0].trajectory, plans[1].trajectory)
+        assert plans[0].used_fallback.tolist() == plans[1].used_fallback.tolist() == [False, False, True]

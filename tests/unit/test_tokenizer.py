@@ -128,22 +128,6 @@ def test_collapse_on_constant_data_is_never_silent() -> None:
     assert report.collapsed and report.usage_fraction < 0.5
 
 
-def test_token_distance_is_a_metric_that_separates_routes(trained) -> None:
-    model, _, windows, labels = trained
-    distance = model.token_distance()
-    L = TINY.codebook_size
-    assert distance.shape == (L, L)
-    torch.testing.assert_close(distance, distance.T)
-    assert torch.allclose(distance.diagonal(), torch.zeros(L), atol=1e-3)
-    tokens = model.encode(torch.as_tensor(windows, dtype=torch.float32)).numpy()
-    middle = (windows[:, 0, 0] > MIDDLE_X[0]) & (windows[:, 0, 0] < MIDDLE_X[1])
-    route_tokens = [np.unique(tokens[middle & (labels == r)]) for r in range(len(VIAS))]
-    # tokens of the same route are nearer each other than to tokens of the mirrored route
-    same = distance[np.ix_(route_tokens[0], route_tokens[0])].mean()
-    across = distance[np.ix_(route_tokens[0], route_tokens[2])].mean()
-    assert same < across
-
-
 def test_save_load_roundtrip_is_exact(trained, tmp_path: Path) -> None:
     model, _, windows, _ = trained
     directory = model.save_pretrained(tmp_path / "tok")
@@ -185,7 +169,9 @@ def test_checkpoint_of_another_kind_is_refused(tmp_path: Path) -> None:
         ("config", "not_a_field", 1, r"config\.json.*not_a_field"),
     ],
 )
-def test_mismatched_checkpoint_is_refused(trained, tmp_path: Path, section: str, key: str, value: int, error: str) -> None:
+def test_mismatched_checkpoint_is_refused(
+    trained, tmp_path: Path, section: str, key: str, value: int, error: str
+) -> None:
     model, _, _, _ = trained
     directory = model.save_pretrained(tmp_path / "tok")
     meta = json.loads((directory / "config.json").read_text())

@@ -13,11 +13,11 @@ import pytest
 
 import mstt.agent.cli as cli
 from mstt.agent.core.config import ConfigError
-from mstt.agent.worlds.data import DatasetMismatchError
 from mstt.agent.core.io import UnwritablePathError
+from mstt.agent.worlds.data import DatasetMismatchError
 from mstt.skills.training import DamagedCheckpointError
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+from repo_paths import CONFIGS
 
 
 def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:

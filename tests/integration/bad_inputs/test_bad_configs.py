@@ -10,8 +10,8 @@ import pytest
 
 from mstt.agent.cli import main
 from mstt.agent.core.config import ConfigError
-from mstt.agent.worlds import load_config
 from mstt.agent.experiments.experiment import load_experiment
+from mstt.agent.worlds import load_config
 
 EXIT_USER_ERROR = 2
 

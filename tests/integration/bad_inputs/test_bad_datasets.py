@@ -11,18 +11,19 @@ from pathlib import Path
 import pytest
 
 from mstt.agent.cli import main
-from mstt.agent.worlds import load_config
-from mstt.agent.worlds.data import RECORD_KEY, DatasetMismatchError, collect, dataset_record, load_episodes
 from mstt.agent.experiments.experiment import load_experiment
-from mstt.agent.worlds import make_task
 from mstt.agent.experiments.train import source_data
+from mstt.agent.worlds import load_config, make_task
+from mstt.agent.worlds.data import RECORD_KEY, DatasetMismatchError, collect, dataset_record, load_episodes
+
+from repo_paths import CONFIGS
 
 COLLECTED = 1200
 """Steps of the dataset every test here shares (two episodes of the source maze)."""
 
 
 def _configs() -> Path:
-    return Path(__file__).resolve().parents[2] / "configs"
+    return CONFIGS
 
 
 @pytest.fixture(scope="module")

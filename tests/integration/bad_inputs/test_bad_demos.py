@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mstt.agent.worlds import load_config
 from mstt.agent.core.demo import Demo
-from mstt.agent.worlds import make_task
 from mstt.agent.experiments.evaluate import check_demo
+from mstt.agent.worlds import load_config, make_task
+
+from repo_paths import CONFIGS
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def t1(configs_dir: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def configs_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "configs"
+    return CONFIGS
 
 
 def _maze_demo(points: list[list[float]], variant: str = "t1") -> Demo:

@@ -2,7 +2,8 @@
 tests/data/goal_sentences.yaml (negation, corners, cells, the start, routes, regions, zones, heights,
 typos, German/French/Spanish), the four misreadings the set was written against, and the fallback hook.
 
-Summary table: `python tests/bad_inputs/test_bad_goal_sentences.py` (or pytest -s on this file).
+Summary table: `PYTHONPATH=tests python tests/integration/bad_inputs/test_bad_goal_sentences.py`
+(or pytest -s on this file).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,15 +20,15 @@ import pytest
 import yaml
 from langchain_core.messages import BaseMessage
 
-from mstt.agent.worlds import load_config
-from mstt.agent.worlds import make_task
 from mstt.agent.core.camera import FreeCamera
+from mstt.agent.worlds import load_config, make_task
 from mstt.perception import Goal, GoalParseError, GoalSpec, Scene, parse_goal
 from mstt.perception.goal_words import correct_word
 from mstt.perception.goals import KNOWN_WORDS, GoalNotUnderstood, llm_fallback, target_for
 
-ROOT = Path(__file__).resolve().parents[2]
-SENTENCES = ROOT / "tests" / "data" / "goal_sentences.yaml"
+from repo_paths import CONFIGS, TEST_DATA
+
+SENTENCES = TEST_DATA / "goal_sentences.yaml"
 MIN_SENTENCES = 150
 MIN_HIT_RATE = 0.95
 TUNED_BATCH = "tuned"
@@ -47,9 +47,9 @@ CASES: list[dict[str, Any]] = _data()["sentences"]
 
 @cache
 def scene(name: str) -> Scene:
-    """A scene of goal_sentences.yaml, built as tests/test_perception.py builds it."""
+    """A scene of goal_sentences.yaml, built as tests/integration/test_perception.py builds it."""
     spec = _data()["scenes"][name]
-    task = make_task(load_config(ROOT / "configs" / spec["config"]))
+    task = make_task(load_config(CONFIGS / spec["config"]))
     camera = spec.get("camera")
     return Scene.from_task(task, camera=FreeCamera(**camera) if camera else None)
 

@@ -18,12 +18,11 @@ import numpy as np
 import pytest
 
 from mstt.agent.cli import main
-from mstt.agent.worlds import load_config
-from mstt.agent.worlds.data import STAGING_PREFIX, collect
 from mstt.agent.core.io import UnwritablePathError, check_writable
-from mstt.agent.worlds import make_task
+from mstt.agent.worlds import load_config, make_task
+from mstt.agent.worlds.data import STAGING_PREFIX, collect
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+from repo_paths import CONFIGS
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,15 +20,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mstt.agent.worlds import load_config
-from mstt.agent.worlds import make_task
 from mstt.agent.core.camera import FreeCamera
+from mstt.agent.worlds import load_config, make_task
 from mstt.perception import BackendError, PerceptionError, Scene, make_perceiver
 from mstt.perception.chat import MAX_JSON_DEPTH, MAX_REPLY_CHARS, json_nesting
 from mstt.perception.openai_vlm import MAX_RESPONSE_BYTES
 from mstt.perception.vlm import MAX_ROUTE_POINTS
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+from repo_paths import CONFIGS
+
 KEY_ENV = "MSTT_TEST_BAD_REPLIES_KEY"
 SECRET = "sk-bad-replies-5f4e3d2c1b0a-do-not-leak"
 MODEL = "tiny-vlm"
