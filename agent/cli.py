@@ -10,11 +10,19 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
 # Offscreen rendering: MuJoCo must pick its GL backend before it is first imported.
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+import json
+from dataclasses import replace
+from importlib.metadata import PackageNotFoundError, version
+
+import torch
+from PIL import Image
 
 from mstt.agent.core.config import (  # noqa: E402
     ConfigError,
@@ -25,19 +33,23 @@ from mstt.agent.core.config import (  # noqa: E402
     resolve_config_path,
 )
 from mstt.agent.core.demo import Demo
-from mstt.agent.core.io import UnwritablePathError, check_writable  # noqa: E402
+from mstt.agent.core.io import UnwritablePathError, check_writable, write_json_atomic  # noqa: E402
+from mstt.agent.core.provenance import provenance
 from mstt.agent.experiments.agent_loop import run_instruction
-from mstt.agent.experiments.bench import collection_rate, planning_latency, token_routes
+from mstt.agent.experiments.bench import bench_provenance, collection_rate, planning_latency, token_routes
 from mstt.agent.experiments.corruptions import corrupt, parse_corruption
 from mstt.agent.experiments.evaluate import check_demo, demo_mask, evaluate_transfer
 from mstt.agent.experiments.experiment import load_experiment
+from mstt.agent.experiments.hub import push_run, resolve_run
 from mstt.agent.experiments.methods import AGENT_POLICIES  # noqa: E402
 from mstt.agent.experiments.offline import evaluate_offline, load_offline_experiment, train_offline
+from mstt.agent.experiments.plots import plot_run
 from mstt.agent.experiments.train import check_run_matches, load_models, train
 from mstt.agent.worlds import load_config, make_task
 from mstt.agent.worlds.data import collect
 from mstt.perception.errors import BackendError  # noqa: E402
 from mstt.skills.theory import TheoryConfig, run_theory
+from mstt.skills.training import TRACKERS, tracking
 
 EXIT_USER_ERROR = 2
 INPUT_FILE_OPTIONS = ("config", "perception_config", "demo")
@@ -66,8 +78,21 @@ def _resolve_input_files(args: argparse.Namespace) -> None:
             given[name] = resolve_config_path(given[name])
 
 
+TRAINING_COMMANDS = ("train", "offline")
+"""Commands that train into their --run folder: a run downloaded from the Hub is refused there."""
+RUN_OPTION_COMMANDS = (*TRAINING_COMMANDS, "eval", "run", "bench")
+"""Commands whose --run names a local run folder or a Hub model repo USER/NAME."""
+
+
+def _resolve_run(args: argparse.Namespace) -> None:
+    """--run, in place: a local run folder as given, else a Hub repo id USER/NAME downloaded into the Hub cache and
+    used read-only (agent/experiments/hub.py resolve_run); a command that trains refuses a Hub run."""
+    given = vars(args)
+    if args.command in RUN_OPTION_COMMANDS and given.get("run") is not None:
+        given["run"] = resolve_run(given["run"], trains=args.command in TRAINING_COMMANDS)
+
+
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("mstt")
@@ -111,13 +136,15 @@ def _train(args: argparse.Namespace) -> None:
         offline = load_offline_experiment(args.config, _overrides(args))
         if args.device is not None:
             offline = offline.with_device(args.device)
-        train_offline(offline, args.run, progress=not args.quiet)
+        with tracking(args.track):
+            train_offline(offline, args.run, progress=not args.quiet)
         print(f"trained every method of {args.config} into {args.run}")
         return
     experiment = load_experiment(args.config, _overrides(args))
     if args.device is not None:
         experiment = experiment.with_device(args.device)
-    train(experiment, args.run, progress=not args.quiet)
+    with tracking(args.track):
+        train(experiment, args.run, progress=not args.quiet)
     print(f"trained every stage into {args.run}")
 
 
@@ -125,7 +152,10 @@ def _eval(args: argparse.Namespace) -> None:
 
     _check_output(args.json, "--json", "file")
     _check_output(args.figures, "--figures", "folder")
+    _check_output(args.video, "--video", "folder")
     if _experiment_kind(args.config) == "offline":
+        if args.video is not None:
+            raise ValueError(f"--video: {args.config} is an offline RL config; videos are made of transfer episodes")
         _offline(args)
         return
 
@@ -133,7 +163,7 @@ def _eval(args: argparse.Namespace) -> None:
     evaluate_transfer(
         load_experiment(args.config, _overrides(args)), args.run, args.episodes, args.json, args.demo, args.methods,
         progress=not args.quiet, figures=args.figures, observation=args.observation, demo_source=args.demo_source,
-        device=args.device, corruption=corruption,
+        device=args.device, corruption=corruption, video=args.video, video_episodes=args.video_episodes,
     )  # fmt: skip
     if args.json:
         print(f"wrote {args.json}")
@@ -143,7 +173,8 @@ def _offline(args: argparse.Namespace) -> None:
 
     _check_output(args.json, "--json", "file")
     experiment = load_offline_experiment(args.config, _overrides(args))
-    result = evaluate_offline(experiment, args.run, args.episodes, args.json, args.methods, progress=not args.quiet)
+    with tracking(args.track):
+        result = evaluate_offline(experiment, args.run, args.episodes, args.json, args.methods, progress=not args.quiet)
     for method, metrics in result["methods"].items():
         lo, hi = metrics["success_ci95"]
         score = metrics["normalised_score"]
@@ -185,7 +216,6 @@ def _demo_make(args: argparse.Namespace) -> None:
 
 
 def _render(args: argparse.Namespace) -> None:
-    from PIL import Image
 
 
     task = make_task(load_config(args.config))
@@ -199,6 +229,20 @@ def _render(args: argparse.Namespace) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(frame).save(args.out)
     print(f"wrote {frame.shape[1]}x{frame.shape[0]} frame to {args.out}")
+
+
+def _plot(args: argparse.Namespace) -> None:
+    _check_output(args.out, "--out", "folder")
+    for path in plot_run(args.run, args.out):
+        print(f"wrote {path}")
+
+
+def _add_track_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--track", choices=TRACKERS,
+        help="where training scalars go besides run/logs/STAGE.csv (always written): tensorboard (the default where "
+        "it is installed; run/logs/tensorboard/STAGE), wandb, or none",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", type=_device_option, help="cpu, cuda, cuda:N or auto (default: the config's train.device)"
     )
     _add_override_options(p, trained=False)
+    _add_track_option(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_train)
 
@@ -256,9 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="corrupt every variant's demo first (agent/corruptions.py: corner_cut, sparse, calibration, gap, detour, "
         "jitter, time_warp); a corrupted demo the acceptance check refuses is reported, not run",
     )
+    p.add_argument(
+        "--video", type=Path, metavar="DIR",
+        help="also film the first episodes of every variant and method as DIR/VARIANT-METHOD-epN.gif (the task's "
+        "camera, the demo's route and the agent's plan drawn over it); the numbers do not change",
+    )
+    p.add_argument(
+        "--video-episodes", type=int, default=1, metavar="K", help="episodes filmed per variant and method (default 1)"
+    )
     _add_override_options(p, trained=True)
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=_eval)
+    p.set_defaults(func=_eval, track=None)  # eval of an offline config trains missing methods: default tracker
 
     p = sub.add_parser("offline", help="offline RL: train DDS, IQL and BC on one source dataset and evaluate all")
     p.add_argument("config", help="an offline experiment config, e.g. configs/offline/umaze.yaml")
@@ -267,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="metrics JSON to write")
     p.add_argument("--methods", nargs="+", help="subset of dds, iql, bc")
     _add_override_options(p, trained=False)
+    _add_track_option(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_offline)
 
@@ -310,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("config")
     b.add_argument("--transitions", type=int, default=100_000)
     b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("--json", type=Path, help="also write the result, with its provenance, to this JSON file")
     b.set_defaults(func=_bench_collect)
 
     b = bench.add_parser("plan", help="decision latency: batched planner vs one-at-a-time reference")
@@ -318,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=20)
     b.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     b.add_argument("--candidates", type=int, default=64, help="N, candidates per decision")
+    b.add_argument("--json", type=Path, help="also write the result, with its provenance, to this JSON file")
     _add_override_options(b, trained=True)
     b.set_defaults(func=_bench_plan)
 
@@ -325,8 +381,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("config", help="the experiment config the run was trained with (targets = one open route each)")
     b.add_argument("--run", required=True, type=Path)
     b.add_argument("--episodes", type=int, help="source episodes to encode (default: all)")
+    b.add_argument("--json", type=Path, help="also write the result, with its provenance, to this JSON file")
     _add_override_options(b, trained=True)
     b.set_defaults(func=_bench_tokens)
+
+    p = sub.add_parser("plot", help="training curves of a run: one PNG per stage from run/logs/STAGE.csv")
+    p.add_argument("run", type=Path, help="a run folder trained by `mstt train` or `mstt offline`")
+    p.add_argument("--out", type=Path, help="folder for the PNGs (default: RUN/logs)")
+    p.set_defaults(func=_plot)
+
+    p = sub.add_parser("push", help="upload a trained run folder to the Hugging Face Hub, model card first")
+    p.add_argument("run", type=Path, help="a run folder trained by `mstt train` or `mstt offline`")
+    p.add_argument("--repo-id", required=True, metavar="USER/NAME", help="the Hub model repo (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its own)")
+    p.set_defaults(func=_push)
 
     p = sub.add_parser("theory", help="the tabular masked-Bellman check (the paper's Figure 3)")
     p.add_argument("--json", type=Path, help="curve as JSON")
@@ -337,7 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _bench_collect(args: argparse.Namespace) -> None:
 
-    result = collection_rate(make_task(load_config(args.config)), args.transitions, args.repeats)
+    _check_output(args.json, "--json", "file")
+    task = make_task(load_config(args.config))
+    result = collection_rate(task, args.transitions, args.repeats)
+    settings = {"task": task.config.model_dump(mode="json"), "transitions": args.transitions, "repeats": args.repeats}
+    result["provenance"] = bench_provenance("collect", settings)
+    _write_bench(result, args.json)
     print(f"machine: {result['machine']}")
     print(f"collect (expert + env): median {result['collect_median']:,.0f} transitions/s")
     print(f"raw env.step (zeros):   median {result['raw_env_step_median']:,.0f} steps/s")
@@ -345,15 +418,13 @@ def _bench_collect(args: argparse.Namespace) -> None:
 
 
 def _bench_plan(args: argparse.Namespace) -> None:
-    import json
-
-    import torch
 
 
+
+    _check_output(args.json, "--json", "file")
     torch.set_num_threads(args.threads)
     experiment = load_experiment(args.config, _overrides(args))
     check_run_matches(args.run, experiment)
-    from dataclasses import replace
 
 
     planner = replace(experiment.config.planner, n_candidates=args.candidates)
@@ -363,24 +434,43 @@ def _bench_plan(args: argparse.Namespace) -> None:
     mask, report = demo_mask(demo, models, experiment.config.mask)
     print(f"demo of {variant}: {demo_file}")
     result = planning_latency(models, planner, args.repeats, demo=(mask, report.demo_windows, demo.positions))
+    settings = {"repeats": args.repeats, "threads": args.threads, "candidates": args.candidates, "variant": variant}
+    result["provenance"] = bench_provenance("plan", settings, experiment, str(models.generator.device))
+    _write_bench(result, args.json)
     print(json.dumps(result, indent=1))
 
 
 def _bench_tokens(args: argparse.Namespace) -> None:
-    import json
 
 
+    _check_output(args.json, "--json", "file")
     experiment = load_experiment(args.config, _overrides(args))
     check_run_matches(args.run, experiment)
-    result = token_routes(experiment, load_models(args.run), args.episodes)
+    models = load_models(args.run)
+    result = token_routes(experiment, models, args.episodes)
+    settings = {"episodes": args.episodes}
+    result["provenance"] = bench_provenance("tokens", settings, experiment, str(models.generator.device))
+    _write_bench(result, args.json)
     print(json.dumps(result, indent=1))
+
+
+def _write_bench(result: dict[str, object], path: Path | None) -> None:
+    if path is not None:
+        write_json_atomic(result, path)
+
+
+def _push(args: argparse.Namespace) -> None:
+    pushed = push_run(args.run, args.repo_id, private=args.private)
+    print(f"pushed {len(pushed.files)} files of {args.run} to {pushed.repo_url} (.training/ is never uploaded)")
 
 
 def _theory(args: argparse.Namespace) -> None:
 
     _check_output(args.json, "--json", "file")
     _check_output(args.png, "--png", "file")
-    result = run_theory(TheoryConfig(), args.json, args.png)
+    config = TheoryConfig()
+    block = provenance({"theory": asdict(config)}, {"theory": config.seed}, device=None)  # numpy only, no torch
+    result = run_theory(config, args.json, args.png, block)
     for p_min, gap in zip(result["p_min"], result["gap"]):
         print(f"p_min {p_min:5.2f}  gap {gap:.6f}")
 
@@ -390,6 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], None] = args.func
     try:
         _resolve_input_files(args)
+        _resolve_run(args)
         func(args)
     except (ConfigError, FileNotFoundError, ValueError, BackendError, UnwritablePathError) as err:
         print(f"mstt {args.command}: error: {err}", file=sys.stderr)

@@ -29,7 +29,13 @@ def _classes(name: str) -> tuple[type, type]:
     if name not in _BACKENDS:
         raise ValueError(f"unknown perception backend {name!r}; known: {available_perceivers()}")
     module_name, perceiver, config = _BACKENDS[name]
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        raise ValueError(
+            f"perception backend {name!r} needs the package {err.name!r}, which is not installed: "
+            "pip install 'mstt[vlm]'"
+        ) from None
     return getattr(module, perceiver), getattr(module, config)
 
 

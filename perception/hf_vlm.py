@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from mstt.perception.chat import decode_data_url
 from mstt.perception.errors import BackendError, check_field, is_count
@@ -82,8 +84,6 @@ class HFChat:
     """A ChatModel running a local transformers VLM (greedy decoding)."""
 
     def __init__(self, config: HFConfig) -> None:
-        import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.config = config
         device = config.device
@@ -114,7 +114,6 @@ class HFChat:
         return f"HFChat(model={self.config.model!r}, device={str(self.model.device)!r})"
 
     def complete(self, messages: Sequence[BaseMessage]) -> str:
-        import torch
 
         conversation, images = to_hf_conversation(messages)
         prompt = self.processor.apply_chat_template(conversation, add_generation_prompt=True)

@@ -4,14 +4,16 @@ the dataset's action. It has no notion of the changed world, so it shows what tr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from mstt.skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
+from mstt.skills.checkpoint import CONFIG_NAME, WEIGHTS_NAME, HubComponent, config_from_dict, load_module_state
 from mstt.skills.layers import mlp
 from mstt.skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
 
@@ -41,8 +43,10 @@ class BCConfig:
             raise ValueError(f"BCConfig.lr must be > 0, got {self.lr!r}")
 
 
-class BCPolicy(nn.Module):
+class BCPolicy(HubComponent):
     """(B, S) observations and (B, G) goals -> (B, A) actions in [-1, 1]."""
+
+    checkpoint_kind = KIND
 
     input_mean: torch.Tensor
     input_std: torch.Tensor
@@ -67,18 +71,24 @@ class BCPolicy(nn.Module):
         )
         return out.cpu().numpy()
 
-    def save_pretrained(self, directory: str | Path) -> Path:
+    def checkpoint_extra(self) -> dict[str, Any]:
         obs_dim, goal_dim, act_dim = self.dims
-        return save_module(self, self.config, directory, KIND,
-                           {"obs_dim": obs_dim, "goal_dim": goal_dim, "act_dim": act_dim})  # fmt: skip
+        return {"obs_dim": obs_dim, "goal_dim": goal_dim, "act_dim": act_dim}
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> BCPolicy:
-        state, config, extra = load_state(directory, KIND)
-        model = cls(config_from_dict(BCConfig, config, directory),
+    def from_checkpoint(
+        cls,
+        state: Mapping[str, torch.Tensor],
+        values: dict[str, Any],
+        extra: dict[str, Any],
+        folder: Path,
+        device: str | torch.device | None,
+    ) -> BCPolicy:
+        """In eval mode, on ``device`` (default: the CPU; BC is a small MLP fed numpy)."""
+        model = cls(config_from_dict(BCConfig, values, folder / CONFIG_NAME),
                     extra["obs_dim"], extra["goal_dim"], extra["act_dim"])  # fmt: skip
-        load_module_state(model, state, directory)
-        return model.eval()
+        load_module_state(model, state, folder / WEIGHTS_NAME)
+        return model.to(device or "cpu").eval()
 
 
 def train_bc(

@@ -17,17 +17,16 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from einops import rearrange, repeat
-from torch import nn
 
 from mstt.skills.action_decoder import ActionDecoder, ActionDecoderConfig
-from mstt.skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
+from mstt.skills.checkpoint import CONFIG_NAME, WEIGHTS_NAME, HubComponent, config_from_dict, load_module_state
 from mstt.skills.dds_encoder import SkillEncoder, SkillEncoderConfig
 from mstt.skills.iql import IQLConfig, IQLLearner, IQLReport, train_iql
 from mstt.skills.quantiser import codebook_usage, kmeans_initialise
@@ -113,8 +112,10 @@ class SkillLoss:
     """(B,) skill of each window."""
 
 
-class DDSSkills(nn.Module):
+class DDSSkills(HubComponent):
     """The skill encoder and the action decoder, trained and saved together."""
+
+    checkpoint_kind = SKILLS_KIND
 
     def __init__(self, config: DDSConfig, state_dim: int, action_dim: int) -> None:
         super().__init__()
@@ -139,16 +140,22 @@ class DDSSkills(nn.Module):
         decoder = self.decoder.compute_loss(states, codes, actions, generator)
         return SkillLoss(decoder + encoded.commitment, decoder, encoded.commitment, encoded.indices)
 
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        return save_module(self, self.config, directory, SKILLS_KIND,
-                           {"state_dim": self.state_dim, "action_dim": self.action_dim})  # fmt: skip
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"state_dim": self.state_dim, "action_dim": self.action_dim}
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str], device: str | None = None) -> DDSSkills:
-        state, values, extra = load_state(directory, SKILLS_KIND)
-        config = config_from_dict(DDSConfig, values, directory)
+    def from_checkpoint(
+        cls,
+        state: Mapping[str, torch.Tensor],
+        values: dict[str, Any],
+        extra: dict[str, Any],
+        folder: Path,
+        device: str | torch.device | None,
+    ) -> DDSSkills:
+        """In eval mode, on ``device`` (default: the CPU)."""
+        config = config_from_dict(DDSConfig, values, folder / CONFIG_NAME)
         model = cls(config, int(extra["state_dim"]), int(extra["action_dim"]))
-        load_module_state(model, state, directory)
+        load_module_state(model, state, folder / WEIGHTS_NAME)
         return model.to(device or "cpu").eval()
 
 
@@ -332,8 +339,8 @@ class DDSAgent:
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike[str], device: str | None = None, seed: int = 0) -> DDSAgent:
         root = Path(directory)
-        return cls(DDSSkills.from_pretrained(root / SKILLS_DIR, device),
-                   IQLLearner.from_pretrained(root / HIGH_LEVEL_DIR, device), seed)  # fmt: skip
+        return cls(DDSSkills.from_pretrained(root / SKILLS_DIR, device=device),
+                   IQLLearner.from_pretrained(root / HIGH_LEVEL_DIR, device=device), seed)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -373,7 +380,6 @@ def train_dds(
 
 
 def _replace(config: Any, **changes: Any) -> Any:
-    from dataclasses import replace
 
     return replace(config, **changes)
 

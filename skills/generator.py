@@ -11,9 +11,8 @@ with ``inference_steps`` (default 10) or, for the benchmark, DDPMScheduler with 
 from __future__ import annotations
 
 import math
-import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -29,7 +28,7 @@ from einops import rearrange, repeat
 from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
-from mstt.skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
+from mstt.skills.checkpoint import CONFIG_NAME, WEIGHTS_NAME, HubComponent, config_from_dict, load_module_state
 from mstt.skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
 from mstt.skills.validation import require, require_device, resolve_device
 
@@ -268,9 +267,10 @@ class MLPDenoiser(nn.Module):
 # Generator
 
 
-class TrajectoryGenerator(nn.Module):
+class TrajectoryGenerator(HubComponent):
     """Noise-prediction diffusion over (H, S + A) sub-trajectories with its data normalisation as buffers."""
 
+    checkpoint_kind = CHECKPOINT_KIND
     traj_min: torch.Tensor
     traj_max: torch.Tensor
     state_mean: torch.Tensor
@@ -426,23 +426,24 @@ class TrajectoryGenerator(nn.Module):
 
     # ---- checkpoints ---------------------------------------------------------------------------------------
 
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        """Write weights and normalisers (safetensors) and config JSON atomically to ``directory``."""
-        extra = {"state_dim": self.state_dim, "action_dim": self.action_dim, "goal_dim": self.goal_dim}
-        return save_module(self, self.config, directory, kind=CHECKPOINT_KIND, extra=extra)
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"state_dim": self.state_dim, "action_dim": self.action_dim, "goal_dim": self.goal_dim}
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str], device: str | None = None) -> TrajectoryGenerator:
-        """Load a checkpoint written by ``save_pretrained``; refuses checkpoints of another kind.
-
-        ``device`` overrides the saved config's device.
-        """
-        state, config_dict, extra = load_state(directory, CHECKPOINT_KIND)
+    def from_checkpoint(
+        cls,
+        state: Mapping[str, Tensor],
+        values: dict[str, Any],
+        extra: dict[str, Any],
+        folder: Path,
+        device: str | torch.device | None,
+    ) -> TrajectoryGenerator:
+        """In eval mode; ``device`` overrides the saved config's device."""
         if device is not None:
-            config_dict["device"] = device
-        config = config_from_dict(GeneratorConfig, config_dict, directory)
+            values = {**values, "device": str(device)}
+        config = config_from_dict(GeneratorConfig, values, folder / CONFIG_NAME)
         generator = cls(config, int(extra["state_dim"]), int(extra["action_dim"]), int(extra["goal_dim"]))
-        load_module_state(generator, state, directory)
+        load_module_state(generator, state, folder / WEIGHTS_NAME)
         return generator.to(resolve_device(config.device)).eval()
 
 

@@ -11,11 +11,11 @@ Inputs are the observation concatenated with the desired goal (G = 0 for goal-fr
 from __future__ import annotations
 
 import math
-import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from mstt.skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
+from mstt.skills.checkpoint import CONFIG_NAME, WEIGHTS_NAME, HubComponent, config_from_dict, load_module_state
 from mstt.skills.layers import mlp
 from mstt.skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
 
@@ -171,13 +171,14 @@ class IQLLoss:
     policy: PolicyLoss
 
 
-class IQLLearner(nn.Module):
+class IQLLearner(HubComponent):
     """Twin Q, V and an AWR policy over (observation, goal) inputs.
 
     ``action_kind='discrete'``: ``action_dim`` = K choices (the DDS skills), a categorical policy.
     ``action_kind='continuous'``: ``action_dim`` = A, a deterministic tanh actor (the primitive-action baseline).
     """
 
+    checkpoint_kind = CHECKPOINT_KIND
     input_mean: torch.Tensor
     input_std: torch.Tensor
 
@@ -257,18 +258,24 @@ class IQLLearner(nn.Module):
             raise ValueError("q_values lists every action: only discrete learners have it")
         return self.target_q(self.inputs(observations, goals)).min(dim=0).values
 
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        extra = {"obs_dim": self.obs_dim, "goal_dim": self.goal_dim, "action_dim": self.action_dim,
-                 "action_kind": self.action_kind}  # fmt: skip
-        return save_module(self, self.config, directory, CHECKPOINT_KIND, extra)
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"obs_dim": self.obs_dim, "goal_dim": self.goal_dim, "action_dim": self.action_dim,
+                "action_kind": self.action_kind}  # fmt: skip
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str], device: str | None = None) -> IQLLearner:
-        state, values, extra = load_state(directory, CHECKPOINT_KIND)
-        config = config_from_dict(IQLConfig, values, directory)
+    def from_checkpoint(
+        cls,
+        state: Mapping[str, Tensor],
+        values: dict[str, Any],
+        extra: dict[str, Any],
+        folder: Path,
+        device: str | torch.device | None,
+    ) -> IQLLearner:
+        """In eval mode, on ``device`` (default: the CPU)."""
+        config = config_from_dict(IQLConfig, values, folder / CONFIG_NAME)
         dims = int(extra["obs_dim"]), int(extra["goal_dim"]), int(extra["action_dim"])
         model = cls(config, *dims, extra["action_kind"])
-        load_module_state(model, state, directory)
+        load_module_state(model, state, folder / WEIGHTS_NAME)
         return model.to(device or "cpu").eval()
 
 

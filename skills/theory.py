@@ -489,12 +489,17 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def run_theory(config: TheoryConfig, json_path: Path | None, png_path: Path | None) -> dict[str, Any]:
-    """Sweep p_min, return {"p_min", "gap", "config"}; optionally write it as JSON and plot it as PNG."""
+def run_theory(
+    config: TheoryConfig, json_path: Path | None, png_path: Path | None, provenance: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Sweep p_min, return {"p_min", "gap", "config"} (and ``provenance``, the block the caller made of where it ran,
+    when given); optionally write it as JSON and plot it as PNG."""
     world = build_four_rooms(config)
     p_min = list(config.p_min_grid)
     gap = [value_gap(world, p, config.gamma, config.seed) for p in p_min]
     result: dict[str, Any] = {"p_min": p_min, "gap": gap, "config": _json_ready(dataclasses.asdict(config))}
+    if provenance is not None:
+        result["provenance"] = provenance
     if json_path is not None:
         text = json.dumps(result, indent=2)
         _write_atomically(Path(json_path), lambda handle: handle.write(text.encode()))

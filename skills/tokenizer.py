@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,10 +27,9 @@ from mstt.skills.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     CheckpointError,
+    HubComponent,
     config_from_dict,
     load_module_state,
-    load_state,
-    save_module,
 )
 from mstt.skills.layers import mlp
 from mstt.skills.quantiser import build_quantizer
@@ -206,9 +205,11 @@ class CodebookCollapseWarning(RuntimeWarning):
     """Raised as a warning instead of CodebookCollapseError when TokenizerConfig.allow_collapse is set."""
 
 
-class SkillTokenizer(nn.Module):
+class SkillTokenizer(HubComponent):
     """VQ-VAE over position windows. Build untrained with ``SkillTokenizer(config, pos_dim)``; train with
     ``train_tokenizer``; reload with ``SkillTokenizer.from_pretrained``."""
+
+    checkpoint_kind = TOKENIZER_KIND
 
     feature_mean: torch.Tensor
     feature_std: torch.Tensor
@@ -366,23 +367,25 @@ class SkillTokenizer(nn.Module):
 
     # --- persistence -------------------------------------------------------------------------------------
 
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        """Write model.safetensors and config.json (kind "skill_tokenizer", config, pos_dim) to ``directory``."""
-        return save_module(self, self.config, directory, TOKENIZER_KIND, extra={"pos_dim": self.pos_dim})
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"pos_dim": self.pos_dim}
 
     @classmethod
-    def from_pretrained(
-        cls, directory: str | os.PathLike[str], device: str | torch.device | None = None
+    def from_checkpoint(
+        cls,
+        state: Mapping[str, torch.Tensor],
+        values: dict[str, Any],
+        extra: dict[str, Any],
+        folder: Path,
+        device: str | torch.device | None,
     ) -> SkillTokenizer:
-        """Load a tokenizer saved by ``save_pretrained``, in eval mode, on ``device`` (default: the config's)."""
-        root = Path(directory)
-        state, config_values, extra = load_state(root, TOKENIZER_KIND)
-        config = config_from_dict(TokenizerConfig, config_values, root / CONFIG_NAME)
+        """In eval mode, on ``device`` (default: the config's)."""
+        config = config_from_dict(TokenizerConfig, values, folder / CONFIG_NAME)
         pos_dim = extra.get("pos_dim")
         if isinstance(pos_dim, bool) or not isinstance(pos_dim, int) or pos_dim < 1:
-            raise CheckpointError(f"{root / CONFIG_NAME}: extra.pos_dim must be a positive integer, got {pos_dim!r}")
+            raise CheckpointError(f"{folder / CONFIG_NAME}: extra.pos_dim must be a positive integer, got {pos_dim!r}")
         model = cls(config, pos_dim)
-        load_module_state(model, state, root / WEIGHTS_NAME)
+        load_module_state(model, state, folder / WEIGHTS_NAME)
         target = torch.device(device) if device is not None else config.resolve_device()
         return model.to(target).eval()
 

@@ -14,6 +14,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
@@ -434,7 +435,6 @@ def check_device(name: str) -> str:
     """``name`` when it is 'auto' or a torch device string ('cpu', 'cuda', 'cuda:1', 'mps'); ValueError otherwise."""
     if name == "auto":
         return name
-    import torch
 
     try:
         torch.device(name)

@@ -5,25 +5,29 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import imageio.v2 as imageio
 import numpy as np
 
 from mstt.agent.core.demo import Demo
-from mstt.agent.core.io import write_json_atomic
-from mstt.agent.experiments.controllers import Video, make_vector_env, play_episodes
-from mstt.agent.experiments.evaluate import check_demo, demo_mask, method_controller, method_planners, task_demo
+from mstt.agent.core.io import portable_path, write_json_atomic
+from mstt.agent.experiments.controllers import Video, make_vector_env, play_episodes, write_video
+from mstt.agent.experiments.evaluate import (
+    check_demo,
+    demo_mask,
+    experiment_provenance,
+    method_controller,
+    method_planners,
+    task_demo,
+    video_frame,
+)
 from mstt.agent.experiments.experiment import Experiment
 from mstt.agent.experiments.methods import AGENT_POLICIES, METHODS
 from mstt.agent.experiments.train import check_run_matches, load_models
 from mstt.agent.worlds import make_task
 from mstt.perception import Scene, draw_demo, make_perceiver, parse_goal
-
-VIDEO_EVERY = 4
-"""Record every k-th step in the GIF (the full frame rate makes large files and adds nothing)."""
-VIDEO_FPS = 25
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,14 @@ class RunReport:
 
 def _batch(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {key: value[None] for key, value in obs.items()}
+
+
+def _in_folder(path: Path, folder: Path) -> str:
+    """How report.json names a file it lists: relative to its own folder (all of them lie there), else portably."""
+    try:
+        return path.absolute().relative_to(folder.absolute()).as_posix()
+    except ValueError:
+        return portable_path(path)
 
 
 def run_instruction(
@@ -117,12 +129,11 @@ def run_instruction(
                 bad = bad | box.contains(positions)
             return bad
 
-        video = Video(lambda: task.render_frame(env), VIDEO_EVERY, [frame])
-        [outcome] = play_episodes(task, venv, controller, _batch(obs), {}, violation=violation, video=video)
+        video = Video(partial(video_frame(task, venv, oriented, controller), 0))
+        [outcome] = play_episodes(task, venv, controller, _batch(obs), {}, violation=violation, videos=[video])
     finally:
         venv.close()
-    gif = out / "episode.gif"
-    imageio.mimsave(gif, video.frames, duration=1000 / VIDEO_FPS, loop=0)
+    gif = write_video(video.frames, out / "episode.gif")
     result = RunReport(
         instruction=instruction,
         variant=variant,
@@ -140,5 +151,9 @@ def run_instruction(
         overlay_png=str(overlay) if overlay else None,
         video=str(gif),
     )
-    write_json_atomic(asdict(result), out / "report.json")
+    # paths relative to the report's folder; the provenance's eval seed is the episode's
+    files = {"demo_file": saved_demo, "overlay_png": overlay, "video": gif}
+    written = {key: None if path is None else _in_folder(Path(path), out) for key, path in files.items()}
+    provenance = experiment_provenance(experiment, str(device), eval_seed=seed)
+    write_json_atomic({**asdict(result), **written, "provenance": provenance}, out / "report.json")
     return result

@@ -10,10 +10,15 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 import numpy as np
+import torch
 
 from mstt.agent.core.demo import Demo
+from mstt.agent.core.provenance import provenance
+from mstt.agent.experiments.evaluate import resolved_config
+from mstt.agent.experiments.experiment import Experiment
 from mstt.agent.experiments.train import source_data
 from mstt.agent.worlds import Task, make_task
 from mstt.skills.masks import infer_mask
@@ -22,6 +27,23 @@ from mstt.skills.windows import position_windows
 
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, {date.today()}"
+
+
+COLLECT_SEED = 0
+"""The seed the collection benchmark collects with."""
+
+
+def bench_provenance(
+    bench: str, settings: dict[str, Any], experiment: Experiment | None = None, device: str | None = None
+) -> dict[str, Any]:
+    """The provenance block of a benchmark's JSON (agent/core/provenance.py): which benchmark, its settings and, when
+    it ran on a trained run, the experiment's resolved config and seeds."""
+    config: dict[str, Any] = {"bench": bench, "settings": settings}
+    seeds: dict[str, int | None] = {"collect": COLLECT_SEED}
+    if experiment is not None:
+        config.update(resolved_config(experiment))
+        seeds = {"experiment": experiment.config.seed, "eval": experiment.config.eval.seed}
+    return provenance(config, seeds, device)
 
 
 def _rate(run: Callable[[], int]) -> float:
@@ -45,7 +67,7 @@ def collection_rate(task: Task, transitions: int, repeats: int) -> dict[str, obj
         return transitions
 
     def collect() -> int:
-        return sum(len(e) for e in task.source_episodes(transitions, seed=0))
+        return sum(len(e) for e in task.source_episodes(transitions, seed=COLLECT_SEED))
 
     raw_rates, collect_rates = [], []
     for _ in range(repeats):
@@ -82,7 +104,6 @@ def planning_latency(
 
     ``demo``: (mask (L,), DemoWindows, (T, P) points) of a real demo; with it the planner is also timed as `mstt eval`
     runs it: from the demo's start, towards its end, with its mask and, when ``match_radius`` is set, its windows."""
-    import torch
 
     planner = models.planner(planner_config)  # type: ignore[attr-defined]
     num_skills = models.tokenizer.codebook_size  # type: ignore[attr-defined]
@@ -150,7 +171,6 @@ def token_routes(experiment: object, models: object, episodes: int | None = None
     each route's windows whose token the target's demo mask keeps: high on the open route (coverage, about 0.5
     when tokens tell the two directions apart), near 0 on the blocked ones (leakage).
     """
-    import torch
 
 
     targets = {v: make_task(c) for v, c in experiment.targets.items()}  # type: ignore[attr-defined]

@@ -9,16 +9,23 @@ mstt but executes each chosen candidate with a DDS action decoder (closed loop) 
 
 from __future__ import annotations
 
+import importlib.util
 import math
-from collections.abc import Callable
+import os
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
 import gymnasium as gym
+import imageio.v2 as imageio
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from mstt.agent.core.io import RESULT_FILE_MODE
 from mstt.agent.experiments.pixels import TRUE_POSITION_KEY, PixelObservation
 from mstt.agent.worlds import Task
 from mstt.skills.dds import DDSSkills
@@ -95,6 +102,11 @@ class Controller(Protocol):
         """Dict of (E, ...) observations -> (E, A) actions."""
         ...
 
+    def planned_states(self, env: int) -> np.ndarray | None:
+        """(H, S) the states env ``env``'s current plan passes through, for a video to draw; None when the
+        controller has no plan of its own (a flat policy, the demo tracker) or has not planned yet."""
+        ...
+
 
 class _Decisions:
     """What the planning controllers share: one batched plan call for the envs that decide, and the count of
@@ -149,13 +161,20 @@ class PlanController(_Decisions):
         """(E,) steps of its plan each env has executed."""
         self._budget = np.zeros(0, dtype=int)
         """(E,) steps each env executes before it decides again."""
+        self._state_dim = 0
 
     def reset(self, obs: dict[str, np.ndarray]) -> None:
         self._trajectory = None
 
+    def planned_states(self, env: int) -> np.ndarray | None:
+        if self._trajectory is None:
+            return None
+        return self._trajectory[env, :, : self._state_dim]
+
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         state = obs["observation"]
         n, state_dim = state.shape
+        self._state_dim = state_dim
         if self._trajectory is None or self._trajectory.shape[0] != n:
             self._trajectory = None
             self._k, self._budget = np.zeros(n, dtype=int), np.zeros(n, dtype=int)
@@ -200,6 +219,8 @@ class SkillExecutorController(_Decisions):
         self.chosen: list[torch.Tensor] = []
         """(E,) DDS skill of every decision, on the device."""
         self._codes: torch.Tensor | None = None
+        self._plans: torch.Tensor | None = None
+        """(E, H, S + A) the candidates chosen at the last decision, on the device."""
         self._k = 0
         self._episode = 0
         self._noise = torch.Generator(device=self.device).manual_seed(seed)
@@ -211,9 +232,14 @@ class SkillExecutorController(_Decisions):
 
     def reset(self, obs: dict[str, np.ndarray]) -> None:
         """Forget the current skills; reseed the decoder's noise per batch of episodes (reproducible)."""
-        self._codes, self._k = None, 0
+        self._codes, self._plans, self._k = None, None, 0
         self._noise = torch.Generator(device=self.device).manual_seed(self.seed + self._episode)
         self._episode += 1
+
+    def planned_states(self, env: int) -> np.ndarray | None:
+        if self._plans is None:
+            return None
+        return self._plans[env, :, : self.skills.state_dim].cpu().numpy()
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
@@ -226,6 +252,7 @@ class SkillExecutorController(_Decisions):
                     f"planned candidates are {tuple(trajectory.shape[1:])} (H, S + A); the DDS executor needs at "
                     f"least {self.horizon} steps of {width} channels (executor_dds.encoder.horizon, source data)"
                 )
+            self._plans = trajectory
             skills = self.skills.encoder.encode(trajectory[:, : self.horizon])  # (E,)
             self._codes = self.skills.encoder.code_vectors(skills)  # (E, code_dim)
             self.chosen.append(skills)
@@ -282,6 +309,9 @@ class DemoTracker:
             self._paths.append((points_at_arc(path, s), s))
         self._progress = np.zeros(len(self._paths))
 
+    def planned_states(self, env: int) -> np.ndarray | None:
+        return None  # the route it follows is the demo's
+
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         state = obs["observation"]
         pos_dim = self.route.shape[1]
@@ -309,6 +339,9 @@ class PolicyController:
     def reset(self, obs: dict[str, np.ndarray]) -> None:
         pass
 
+    def planned_states(self, env: int) -> np.ndarray | None:
+        return None
+
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         return self._act(obs["observation"], obs["desired_goal"])
 
@@ -329,14 +362,65 @@ def make_vector_env(
     raise ValueError(f"observation must be 'state' or 'pixels', got {observation!r}")
 
 
+VIDEO_EVERY = 4
+"""Record every k-th step of an episode in its video (the full frame rate makes large files and adds nothing)."""
+VIDEO_FPS = 25
+
+
 @dataclass
 class Video:
-    """Frames of the first env, rendered after every ``every``-th step of an episode (step 0 included)."""
+    """Frames of one env: its start, then after every ``every``-th step of the episode (the first step included)."""
 
     render: Callable[[], np.ndarray]
-    """() -> (H, W, 3) the first env's current frame."""
-    every: int
+    """() -> (H, W, 3) the env's current frame."""
+    every: int = VIDEO_EVERY
     frames: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Filming:
+    """Which episodes of a rollout become videos, and how: the first ``episodes`` episodes (episode i is env
+    i % E of batch i // E, reset with seed + i), each frame made by ``render`` and each video handed to ``save``.
+
+    Filming only renders: the episodes, and so the numbers, are those of a rollout without it."""
+
+    episodes: int
+    render: Callable[[int], np.ndarray]
+    """env index -> (H, W, 3) that env's current frame, with whatever is drawn over it."""
+    save: Callable[[int, list[np.ndarray]], object]
+    """(episode index, frames) -> anything; called once per filmed episode when it ends."""
+    every: int = VIDEO_EVERY
+
+
+def mp4_available() -> bool:
+    """Whether imageio can write MP4 here (its ffmpeg plugin, package imageio-ffmpeg, is installed)."""
+    return importlib.util.find_spec("imageio_ffmpeg") is not None
+
+
+def write_video(frames: Sequence[np.ndarray], path: str | Path, fps: float = VIDEO_FPS) -> Path:
+    """Write (H, W, 3) uint8 frames as an animated GIF, or as an MP4 when ``path`` ends in .mp4 and imageio's ffmpeg
+    plugin is installed (else as the GIF of the same name); whole or not at all. Returns the path written.
+
+    The one video writer: `mstt run`'s episode and `mstt eval --video`'s episodes alike."""
+    path = Path(path)
+    if path.suffix.lower() == ".mp4" and not mp4_available():
+        path = path.with_suffix(".gif")
+    if not frames:
+        raise ValueError(f"video {path}: no frames to write")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        if path.suffix.lower() == ".mp4":
+            imageio.mimsave(tmp, list(frames), fps=fps)
+        else:
+            imageio.mimsave(tmp, list(frames), duration=1000 / fps, loop=0)
+        os.chmod(tmp, RESULT_FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def play_episodes(
@@ -347,16 +431,19 @@ def play_episodes(
     info: dict[str, Any],
     record: bool = False,
     violation: Callable[[np.ndarray], np.ndarray] | None = None,
-    video: Video | None = None,
+    videos: Sequence[Video] = (),
 ) -> list[Outcome]:
     """Play one episode in every env of ``venv``, from its current (just reset) state ``obs``/``info``: the task's
     full length (continuing task), all envs in lockstep. The one place an episode is stepped.
 
     ``record`` keeps each episode's achieved positions; ``violation`` ((E, P) positions -> (E,) bool, default the
-    task's) says what counts as a failure; ``video`` collects frames of the first env."""
+    task's) says what counts as a failure; each of ``videos`` collects the frames of one env (its start frame is
+    rendered after the controller's reset)."""
     n_envs = venv.num_envs
     violation = violation or task.violation
     controller.reset(obs)
+    for video in videos:
+        video.frames.append(video.render())
     success = np.zeros(n_envs, dtype=bool)
     first = np.full(n_envs, -1)
     returns = np.zeros(n_envs)
@@ -375,8 +462,9 @@ def play_episodes(
         bad = violation(position)
         failed |= bad
         cost += bad
-        if video is not None and t % video.every == 0:
-            video.frames.append(video.render())
+        for video in videos:
+            if t % video.every == 0:
+                video.frames.append(video.render())
     stacked = np.stack(paths, axis=1) if record else None  # (E, T + 1, P)
     return [
         Outcome(
@@ -400,9 +488,10 @@ def rollout(
     progress: bool = False,
     desc: str = "episodes",
     record: bool = False,
+    filming: Filming | None = None,
 ) -> list[Outcome]:
     """Run `episodes` episodes, `venv.num_envs` at a time, each batch reset with the next seeds; `record` keeps
-    each episode's achieved positions."""
+    each episode's achieved positions; `filming` turns the first episodes into videos."""
     n_envs = venv.num_envs
     outcomes: list[Outcome] = []
     bar = tqdm(total=episodes, desc=desc, disable=not progress, leave=False)
@@ -410,8 +499,16 @@ def rollout(
     while len(outcomes) < episodes:
         obs, info = venv.reset(seed=seed + batch * n_envs, options=task.reset_options())
         batch += 1
-        played = play_episodes(task, venv, controller, obs, info, record)
-        outcomes.extend(played[: episodes - len(outcomes)])
+        first, wanted = len(outcomes), episodes - len(outcomes)
+        videos: list[Video] = []
+        if filming is not None:  # env e of this batch plays episode first + e
+            filmed = max(0, min(n_envs, wanted, filming.episodes - first))
+            videos = [Video(partial(filming.render, e), filming.every) for e in range(filmed)]
+        played = play_episodes(task, venv, controller, obs, info, record, videos=videos)
+        for e, video in enumerate(videos):
+            assert filming is not None
+            filming.save(first + e, video.frames)
+        outcomes.extend(played[:wanted])
         bar.update(min(n_envs, episodes - bar.n))
     bar.close()
     return outcomes

@@ -2,11 +2,13 @@
 
 Per target: demo -> mask (mask inference), then each method runs the same episodes in the same
 vector env. The JSON shape is fixed so that others can read it:
-{"task", "config", "episodes", "variants": {VARIANT: {METHOD: {goal_rate, goal_ci95, ...}}}}.
+{"task", "config", "episodes", "variants": {VARIANT: {METHOD: {goal_rate, goal_ci95, ...}}}, ..., "provenance"}.
+With a video folder, the first episodes of every variant and method are also filmed (the numbers stay the same).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,11 @@ import torch
 
 from mstt.agent.core.demo import Demo
 from mstt.agent.core.io import portable_path, write_json_atomic
+from mstt.agent.core.provenance import provenance
 from mstt.agent.experiments.controllers import (
     Controller,
     DemoTracker,
+    Filming,
     PlanController,
     PolicyController,
     SkillExecutorController,
@@ -28,10 +32,17 @@ from mstt.agent.experiments.controllers import (
     result_dict,
     rollout,
     summarise,
+    write_video,
 )
 from mstt.agent.experiments.corruptions import CorruptionSpec, corrupt
 from mstt.agent.experiments.experiment import Experiment
-from mstt.agent.experiments.figures import maze_transfer_figure, token_mean_windows
+from mstt.agent.experiments.figures import (
+    FRAME_DEMO_RGB,
+    FRAME_PLAN_RGB,
+    draw_lines,
+    maze_transfer_figure,
+    token_mean_windows,
+)
 from mstt.agent.experiments.methods import METHODS, EvalMethod, check_methods
 from mstt.agent.experiments.train import check_run_matches, load_models, source_data
 from mstt.agent.worlds import Task, make_task
@@ -55,6 +66,8 @@ def evaluate_transfer(
     demo_source: str | None = None,
     device: str | None = None,
     corruption: CorruptionSpec | None = None,
+    video: Path | None = None,
+    video_episodes: int = 1,
 ) -> dict[str, Any]:
     """Evaluate every method on every target variant; return (and optionally write) the results JSON.
 
@@ -63,11 +76,16 @@ def evaluate_transfer(
     ``demo_source``: a perception backend ("geometric", "hf", "openai") that reads each variant's demo off its
     rendered start frame, instead of the demo files; the JSON then reports how its mask overlaps the scripted
     demo's. ``corruption``: every variant's demo is corrupted this way (agent/corruptions.py, seeded by eval.seed)
-    before it is checked and used."""
+    before it is checked and used. ``video``: a folder for videos of the first ``video_episodes`` episodes of every
+    variant and method, VARIANT-METHOD-epN.gif (episode N, 0-based, is reset with seed eval.seed + N), drawn from the
+    task's camera with the demo's route and the agent's plan over the frame; the episodes are the same with and
+    without them."""
     config = experiment.config
     settings = config.eval
     episodes = episodes or settings.episodes
     methods = check_methods(methods or list(settings.methods), "--methods")
+    if video_episodes < 1:
+        raise ValueError(f"--video-episodes must be >= 1, got {video_episodes}")
     check_run_matches(run, experiment)
     models = load_models(run, device)
     for name in methods:
@@ -121,7 +139,10 @@ def evaluate_transfer(
         if progress:
             for warning in warnings:
                 print(f"[{variant}] warning: demo {demo_name}: {warning}")
-        venv = make_vector_env(task, min(settings.n_envs, episodes), observation or settings.observation)
+        venv = make_vector_env(
+            task, min(settings.n_envs, episodes), observation or settings.observation,
+            render_mode=None if video is None else "rgb_array",
+        )  # fmt: skip
         first, _ = venv.reset(seed=settings.seed, options=task.reset_options())
         demo = task_demo(demo, task, first["achieved_goal"][0], first["desired_goal"][0])
         try:
@@ -162,9 +183,15 @@ def evaluate_transfer(
                     replan_every, device, settings,
                 )  # fmt: skip
                 draw = figures is not None and method == FIGURE_METHOD and hasattr(task, "layout")
+                filming = None
+                if video is not None:
+                    filming = Filming(
+                        video_episodes, video_frame(task, venv, demo, controller),
+                        partial(_save_video, video, f"{variant}-{method}"),
+                    )  # fmt: skip
                 outcomes = rollout(
                     task, venv, controller, episodes, settings.seed, progress, desc=f"{variant}/{method}",
-                    record=draw,
+                    record=draw, filming=filming,
                 )  # fmt: skip
                 if draw:
                     assert figures is not None and oracle_inputs is not None
@@ -211,12 +238,59 @@ def evaluate_transfer(
         "corruption": None if corruption is None else str(corruption),
         "variants": results,
         "demos": demos,
+        "provenance": experiment_provenance(experiment, str(device)),
     }
     if json_path is not None:
         write_json_atomic(output, json_path)
     if progress:
         print(results_table(output))
     return output
+
+
+def experiment_provenance(experiment: Experiment, device: str | None, eval_seed: int | None = None) -> dict[str, Any]:
+    """The provenance block of a result of ``experiment`` (agent/core/provenance.py): the experiment config as loaded
+    (`extends:` and overrides applied) with the variant configs it names, and its seeds (``eval_seed``: the episodes'
+    seed when it is not the config's eval.seed)."""
+    config = experiment.config
+    seeds = {"experiment": config.seed, "eval": config.eval.seed if eval_seed is None else eval_seed}
+    return provenance(resolved_config(experiment), seeds, device)
+
+
+def resolved_config(experiment: Experiment) -> dict[str, Any]:
+    """The experiment as it ran, as plain data: its config (`extends:` and overrides applied) and the variant
+    configs it names."""
+    return {
+        "experiment": experiment.config.model_dump(mode="json"),
+        "source": experiment.source.model_dump(mode="json"),
+        "targets": {variant: target.model_dump(mode="json") for variant, target in experiment.targets.items()},
+    }
+
+
+def video_frame(task: Task, venv: Any, demo: Demo, controller: Controller) -> Callable[[int], np.ndarray]:
+    """env index -> that env's rendered frame (task.render_frame of ``venv``'s env), with the demo's route and the
+    env's current plan (``controller.planned_states``) drawn over it where the task's camera is calibrated
+    (perception's Scene of the task); the bare frame where it is not."""
+    try:
+        scene: Scene | None = Scene.from_task(task)
+    except ValueError:  # e.g. a Fetch variant without a fixed goal has no route plane
+        scene = None
+    route = None if scene is None else scene.to_pixel(np.asarray(demo.positions))
+
+    def frame(env: int) -> np.ndarray:
+        picture = task.render_frame(venv.envs[env])
+        if scene is None:
+            return picture
+        lines = [(route, FRAME_DEMO_RGB)]
+        plan = controller.planned_states(env)
+        if plan is not None:
+            lines.append((scene.to_pixel(task.positions(plan)), FRAME_PLAN_RGB))
+        return draw_lines(picture, lines)
+
+    return frame
+
+
+def _save_video(folder: Path, name: str, episode: int, frames: list[np.ndarray]) -> Path:
+    return write_video(frames, folder / f"{name}-ep{episode}.gif")
 
 
 def method_planners(models: Any, config: PlannerConfig) -> dict[str, SkillPlanner]:

@@ -1,5 +1,6 @@
 """The transfer picture of one maze variant: walls (the new ones marked), the observation-only demo, the
-skill tokens its mask keeps and drops, each drawn as its mean source-data window, and the agent's paths.
+skill tokens its mask keeps and drops, each drawn as its mean source-data window, and the agent's paths; and the
+lines a video draws over a rendered frame (the demo's route, the agent's current plan).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+from PIL import Image, ImageDraw
 
 from mstt.agent.core.io import RESULT_FILE_MODE
 from mstt.agent.core.maze_layout import MazeLayout
@@ -25,6 +27,11 @@ KEPT_COLOUR = "#1e9e4a"
 DROPPED_COLOUR = "#b8b8b8"
 SUCCESS_COLOUR = "#f39c12"
 FAILURE_COLOUR = "#8e44ad"
+FRAME_DEMO_RGB = (255, 230, 0)
+"""The demo's route over a video frame (yellow, as perception's overlays draw a demo)."""
+FRAME_PLAN_RGB = (255, 0, 255)
+"""The agent's current plan over a video frame."""
+FRAME_LINE_WIDTH = 3
 FIGURE_DPI = 110
 CELL_INCHES = 0.55
 """Figure size per maze cell."""
@@ -41,6 +48,19 @@ def token_mean_windows(windows: np.ndarray, tokens: np.ndarray, num_skills: int)
     counts = np.bincount(tokens, minlength=num_skills).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / counts[:, None, None]
+
+
+def draw_lines(frame: np.ndarray, lines: Sequence[tuple[np.ndarray, tuple[int, int, int]]]) -> np.ndarray:
+    """(H, W, 3) uint8 frame -> a copy with each (K, 2) pixel polyline drawn in its RGB colour, in order (later lines
+    on top); rows that are not finite are skipped. The frame keeps its size."""
+    picture = Image.fromarray(np.ascontiguousarray(frame[..., :3]))
+    draw = ImageDraw.Draw(picture)
+    for pixels, colour in lines:
+        points = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
+        points = points[np.isfinite(points).all(axis=1)]
+        if len(points) >= 2:
+            draw.line([tuple(p) for p in points], fill=colour, width=FRAME_LINE_WIDTH, joint="curve")
+    return np.asarray(picture)
 
 
 def _save_atomic(figure: Figure, path: Path) -> Path:

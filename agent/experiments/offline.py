@@ -31,6 +31,7 @@ from pydantic import model_validator
 
 from mstt.agent.core.config import ConfigError, Override, Settings, TaskConfig, describe_overrides
 from mstt.agent.core.io import portable_path, write_json_atomic
+from mstt.agent.core.provenance import provenance
 from mstt.agent.experiments.controllers import Controller, PolicyController, make_vector_env, rollout, summarise
 from mstt.agent.experiments.experiment import TrainSettings, component_config, load_experiment_file
 from mstt.agent.experiments.stages import (
@@ -309,6 +310,9 @@ class DDSController:
         self.agent.reset(len(obs["observation"]), seed=self.seed + self._episode)
         self._episode += 1
 
+    def planned_states(self, env: int) -> np.ndarray | None:
+        return None  # DDS decodes actions from a skill code; it plans no states to draw
+
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         return self.agent.act(obs["observation"], obs["desired_goal"])
 
@@ -412,6 +416,11 @@ def evaluate_offline(
         "methods": results,
         "training": reports,
         "train_or_load_seconds": train_seconds,
+        "provenance": provenance(
+            {"experiment": config.model_dump(mode="json"), "source": experiment.source.model_dump(mode="json")},
+            {"experiment": config.seed, "eval": config.eval.seed},
+            ", ".join(sorted({str(r["device"]) for r in reports.values() if "device" in r})) or config.train.device,
+        ),
     }
     if json_path is not None:
         write_json_atomic(result, json_path)

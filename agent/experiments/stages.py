@@ -1,8 +1,9 @@
 """Training stages in one table and one runner, for `mstt train` (transfer) and `mstt offline`: an experiment lists
 its stages in order; `train_stages` loads the finished ones and trains the rest, resuming a stage killed midway.
 
-A stage is done when its folder holds a config.json (``save_pretrained`` writes it last). Every trained stage leaves
-reports/STAGE.json in one format: stage, seconds, torch_threads, device, then the stage's own numbers.
+A stage is done when its folder holds a config.json (``save_pretrained`` swaps the whole checkpoint in at once). Every
+trained stage leaves reports/STAGE.json in one format: stage, seconds, torch_threads, device, then the stage's own
+numbers. What else a run folder holds (run.json, experiment.yaml, the model card) is agent/experiments/hub.py's.
 """
 
 from __future__ import annotations
@@ -18,14 +19,22 @@ from typing import Any, Generic, Protocol, TypeVar
 import torch
 
 from mstt.agent.core.io import check_writable, plain, write_json_atomic
+from mstt.agent.experiments.hub import (
+    CONFIG_FILE,
+    LOGS_DIR,
+    REPORTS_DIR,
+    RUN_FILE,
+    TRAINING_DIR,
+    RecordedExperiment,
+    check_not_hub_snapshot,
+    write_card,
+    write_run_config,
+    write_run_record,
+)
+from mstt.skills.checkpoint import CONFIG_NAME
 from mstt.skills.training import LoopSettings
 
-RUN_FILE = "run.json"
-"""The run folder's record of the experiment that trains into it (its fingerprint)."""
-REPORTS_DIR = "reports"
-TRAINING_DIR = ".training"
-"""Resumable training state of the stage in progress, one folder per stage (or sub-stage)."""
-DONE_FILE = "config.json"
+DONE_FILE = CONFIG_NAME
 REPORT_HEADER = ("stage", "seconds", "torch_threads", "device")
 """The fields every stage report starts with; the stage's own numbers follow."""
 REPORT_WIDTH = 110
@@ -62,15 +71,18 @@ def check_run_matches(
         )
 
 
-def check_run_folder(run: Path, experiment: RunExperiment) -> None:
-    """Make ``run`` a run folder of this experiment (or check that it is one), after checking it can be written."""
+def check_run_folder(run: Path, experiment: RecordedExperiment) -> None:
+    """Make ``run`` a run folder of this experiment (or check that it is one), after checking it can be written and
+    is not a run downloaded from the Hub; records run.json and experiment.yaml where they are missing."""
+    check_not_hub_snapshot(run)
     check_writable(run, "--run", "folder")
     run.mkdir(parents=True, exist_ok=True)
-    record = run / RUN_FILE
-    if record.exists():
+    if (run / RUN_FILE).exists():
         check_run_matches(run, experiment, remedy="use a new --run folder")
-        return
-    write_json_atomic({"fingerprint": experiment.fingerprint(), "config": experiment.label}, record)
+    else:
+        write_run_record(run, experiment)
+    if not (run / CONFIG_FILE).exists():
+        write_run_config(run, experiment)
 
 
 @dataclass(frozen=True)
@@ -92,8 +104,12 @@ class StageInputs(Generic[D]):
         return self.run / self.name
 
     def loop(self, name: str | None = None) -> LoopSettings:
-        """The resumable loop settings of this stage, or of its sub-stage ``name`` (run/.training/NAME)."""
-        return LoopSettings(self.run / TRAINING_DIR / (name or self.name), self.checkpoint_every, self.progress)
+        """The resumable loop settings of this stage, or of its sub-stage ``name`` (run/.training/NAME; its logged
+        scalars in run/logs/NAME.csv)."""
+        stage = name or self.name
+        return LoopSettings(
+            self.run / TRAINING_DIR / stage, self.checkpoint_every, self.progress, self.run / LOGS_DIR / f"{stage}.csv"
+        )
 
 
 @dataclass(frozen=True)
@@ -134,7 +150,8 @@ def train_stages(
     stages: Sequence[Stage[D]], run: Path, data: Callable[[], D], checkpoint_every: int, progress: bool
 ) -> dict[str, Any]:
     """Each stage in order: loaded when done, else trained (resuming its loop state) with its report written.
-    ``data()`` is called once, before the first stage that trains; a run whose stages are all done reads no data.
+    ``data()`` is called once, before the first stage that trains; a run whose stages are all done reads no data (and
+    is not written). After training, the run's model card (README.md) is written anew.
     Returns every stage's model by name."""
     models: dict[str, Any] = {}
     loaded: list[D] = []
@@ -154,6 +171,8 @@ def train_stages(
         if progress:
             print(format_report(report))
         models[stage.name] = trained.model
+    if loaded and (run / RUN_FILE).exists():
+        write_card(run)
     return models
 
 

@@ -4,7 +4,8 @@ tokenizer, then critic and generator on its tokens, then the BC baseline, and (w
 
 A finished stage leaves a checkpoint that later runs reuse; a stage killed midway resumes from
 its last periodic training checkpoint. The run folder records the experiment's fingerprint and
-refuses to mix stages trained under another config.
+resolved config, refuses to mix stages trained under another config, and ends with a model card
+(agent/experiments/hub.py: what a run folder holds, `mstt push`, runs loaded from the Hub).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from mstt.agent.core.io import check_writable, write_json_atomic
 from mstt.agent.experiments.experiment import Experiment, ExperimentConfig, component_config
+from mstt.agent.experiments.hub import DATA_FILE
 from mstt.agent.experiments.stages import (
     RUN_FILE,
     RunMismatchError,
@@ -40,7 +42,6 @@ from mstt.skills.planner import PlannerConfig, SkillPlanner
 from mstt.skills.tokenizer import SkillTokenizer, train_tokenizer
 from mstt.skills.windows import position_windows
 
-DATA_FILE = "data.json"
 __all__ = ["DATA_FILE", "RUN_FILE", "DataStats", "Models", "RunMismatchError", "check_run_matches", "load_models",
            "source_data", "train", "trained_stages", "transfer_stages"]  # fmt: skip
 

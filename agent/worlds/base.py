@@ -1,7 +1,7 @@
 """The Task interface every task family implements, and the episode record experts produce.
 
 A new family (a Habitat adapter, say) is one new file with a class satisfying `Task`, registered
-in agent/worlds/__init__.py; data collection, demos and evaluation only ever see this interface.
+in agent/worlds/families.py; data collection, demos and evaluation only ever see this interface.
 """
 
 from __future__ import annotations

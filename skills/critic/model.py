@@ -4,13 +4,14 @@ prior p(z | s) beside them, with the input normalisation both read; saved and lo
 from __future__ import annotations
 
 import math
-import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from mstt.skills.checkpoint import config_from_dict, load_module_state, load_state, save_module
+from mstt.skills.checkpoint import CONFIG_NAME, WEIGHTS_NAME, HubComponent, config_from_dict, load_module_state
 from mstt.skills.critic.bellman import TERMINATION_REWARD
 from mstt.skills.critic.configuration import CriticConfig
 from mstt.skills.layers import mlp
@@ -24,12 +25,14 @@ STD_FLOOR = 1e-6
 Tensor = torch.Tensor
 
 
-class MaskedCritic(nn.Module):
+class MaskedCritic(HubComponent):
     """Q(s, z, m, g) for all L skills in one forward, an ensemble of ``n_critics`` nets, plus the prior p(z | s).
 
     Input of each Q net: concat(normalised s (S), normalised g (G, goal-conditioned mode only), m as a float
     L-vector); output (L,) Q values. Normalisation statistics are buffers, saved with the weights.
     """
+
+    checkpoint_kind = CHECKPOINT_KIND
 
     state_mean: torch.Tensor
     state_std: torch.Tensor
@@ -127,28 +130,25 @@ class MaskedCritic(nn.Module):
         the Bellman max runs over)."""
         return prior_support(self.skill_prior(s), self.config.prior_threshold, self.config.prior_threshold_mode)
 
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        """Write weights (safetensors) and config JSON atomically to ``directory``."""
-        extra = {
-            "state_dim": self.state_dim,
-            "goal_dim": self.goal_dim,
-            "num_skills": self.num_skills,
-            "horizon": self.horizon,
-        }
-        return save_module(self, self.config, directory, kind=CHECKPOINT_KIND, extra=extra)
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"state_dim": self.state_dim, "goal_dim": self.goal_dim, "num_skills": self.num_skills,
+                "horizon": self.horizon}  # fmt: skip
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str], device: str | None = None) -> MaskedCritic:
-        """Load a checkpoint written by ``save_pretrained``; refuses checkpoints of another kind.
-
-        ``device`` overrides the saved config's device (e.g. load a GPU-trained critic on the CPU).
-        """
-        state, config_dict, extra = load_state(directory, CHECKPOINT_KIND)
+    def from_checkpoint(
+        cls,
+        state: Mapping[str, Tensor],
+        values: dict[str, Any],
+        extra: dict[str, Any],
+        folder: Path,
+        device: str | torch.device | None,
+    ) -> MaskedCritic:
+        """In eval mode; ``device`` overrides the saved config's device (e.g. a GPU-trained critic on the CPU)."""
         if device is not None:
-            config_dict["device"] = device
-        config = config_from_dict(CriticConfig, config_dict, directory)
+            values = {**values, "device": str(device)}
+        config = config_from_dict(CriticConfig, values, folder / CONFIG_NAME)
         dims = (int(extra[key]) for key in ("state_dim", "goal_dim", "num_skills", "horizon"))
         critic = cls(config, *dims)
-        load_module_state(critic, state, directory)
+        load_module_state(critic, state, folder / WEIGHTS_NAME)
         return critic.to(resolve_device(config.device)).eval()
 

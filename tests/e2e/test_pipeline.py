@@ -243,6 +243,6 @@ def test_run_instruction_end_to_end(tiny_run: tuple[Path, Path], tmp_path: Path)
     assert report["variant"] == "t1" and report["perception"] == "geometric"
     assert report["goal"].startswith("the goal marker") and 0 < report["mask_size"] <= FULL_MASK
     assert (out / "episode.gif").stat().st_size > 1000
-    assert Path(report["overlay_png"]).exists()
+    assert report["video"] == "episode.gif" and (out / report["overlay_png"]).exists()
     demo = json.loads((out / "demo.json").read_text())
     assert demo["variant"] == "t1" and len(demo["points"]) >= 2

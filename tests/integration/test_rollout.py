@@ -57,11 +57,12 @@ def test_play_episodes_counts_the_given_violation_and_records_a_video(short_t1: 
             return np.ones(len(positions), dtype=bool)
 
         [outcome] = play_episodes(task, venv, PolicyController(_towards_goal), obs, info, violation=everywhere,
-                                  video=video)  # fmt: skip
+                                  videos=[video])  # fmt: skip
     finally:
         venv.close()
     assert outcome.failed and outcome.cost == EPISODE_STEPS
-    assert len(video.frames) == math.ceil(EPISODE_STEPS / 4) and video.frames[0].ndim == 3
+    # the start frame, then one after every 4th step
+    assert len(video.frames) == 1 + math.ceil(EPISODE_STEPS / 4) and video.frames[0].ndim == 3
 
 
 @pytest.fixture(scope="module")

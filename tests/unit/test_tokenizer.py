@@ -13,7 +13,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mstt.skills.checkpoint import CheckpointError, save_module
+from mstt.skills.bc import BCConfig, BCPolicy
+from mstt.skills.checkpoint import CheckpointError
 from mstt.skills.tokenizer import (
     CodebookCollapseError,
     CodebookCollapseWarning,
@@ -130,8 +131,8 @@ def test_collapse_on_constant_data_is_never_silent() -> None:
 
 def test_save_load_roundtrip_is_exact(trained, tmp_path: Path) -> None:
     model, _, windows, _ = trained
-    directory = model.save_pretrained(tmp_path / "tok")
-    assert {p.name for p in directory.iterdir()} == {"model.safetensors", "config.json"}
+    directory = Path(model.save_pretrained(tmp_path / "tok"))
+    assert {p.name for p in directory.iterdir()} == {"model.safetensors", "config.json", "README.md"}
     meta = json.loads((directory / "config.json").read_text())
     assert meta["kind"] == "skill_tokenizer" and meta["extra"]["pos_dim"] == 2
     loaded = SkillTokenizer.from_pretrained(directory, device="cpu")
@@ -155,9 +156,9 @@ def test_save_refuses_to_wipe_a_foreign_directory(trained, tmp_path: Path) -> No
 
 
 def test_checkpoint_of_another_kind_is_refused(tmp_path: Path) -> None:
-    save_module(torch.nn.Linear(2, 2), TINY, tmp_path / "critic", kind="critic", extra={"pos_dim": 2})
-    with pytest.raises(CheckpointError, match=r"config\.json.*'critic'.*'skill_tokenizer'"):
-        SkillTokenizer.from_pretrained(tmp_path / "critic")
+    BCPolicy(BCConfig(hidden=4, layers=1), obs_dim=2, goal_dim=2, act_dim=2).save_pretrained(tmp_path / "bc")
+    with pytest.raises(CheckpointError, match=r"config\.json.*'bc_policy'.*'skill_tokenizer'"):
+        SkillTokenizer.from_pretrained(tmp_path / "bc")
 
 
 @pytest.mark.parametrize(
@@ -173,7 +174,7 @@ def test_mismatched_checkpoint_is_refused(
     trained, tmp_path: Path, section: str, key: str, value: int, error: str
 ) -> None:
     model, _, _, _ = trained
-    directory = model.save_pretrained(tmp_path / "tok")
+    directory = Path(model.save_pretrained(tmp_path / "tok"))
     meta = json.loads((directory / "config.json").read_text())
     meta[section][key] = value
     (directory / "config.json").write_text(json.dumps(meta))
