@@ -67,6 +67,16 @@ def test_train_writes_each_stage(trained_run: TrainedRun, stage: str) -> None:
     assert (trained_run.run / stage / "model.safetensors").exists()
 
 
+@pytest.mark.parametrize("stage", STAGES)
+def test_train_logs_each_stage(trained_run: TrainedRun, stage: str) -> None:
+    """Every stage leaves its scalars as a CSV (steps rising from the first logged one) and TensorBoard events."""
+    rows = (trained_run.run / "logs" / f"{stage}.csv").read_text().splitlines()
+    header, steps = rows[0].split(","), [int(row.split(",")[0]) for row in rows[1:]]
+    assert header[0] == "step" and {"lr", "steps_per_s"} <= set(header) and len(header) > 3
+    assert steps and steps == sorted(set(steps))
+    assert list((trained_run.run / "logs" / "tensorboard" / stage).glob("events.out.tfevents.*"))
+
+
 def test_eval_writes_the_documented_json(evaluation: Evaluation) -> None:
     result = evaluation.result("eval.json")
     assert result["task"] == "maze" and result["episodes"] == EPISODES
