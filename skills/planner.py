@@ -1,6 +1,6 @@
 """Skill planner: propose sub-trajectories with the generator, drop those whose token is masked, pick with the critic.
-``SkillPlanner.plan`` does it batched on the device for E environments; ``plan_one_at_a_time`` is the paper's
-Algorithm 2, kept as the reference the benchmark compares against (it ranks by the skill's Q alone).
+``SkillPlanner.plan`` does it batched on the device for E environments. The paper's Algorithm 2, one environment
+and one candidate at a time, is the reference `mstt bench plan` compares against (agent/experiments/bench.py).
 
 Scores (``PlannerConfig.score``, a table in ``SkillPlanner``) and ``prefer_support`` decide among the permitted
 candidates; the mask only filters. Ranking by the skill's Q alone (``score = "token"``, the paper's choice) cannot
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol, cast, get_args, runtime_checkable
+from typing import Literal, Protocol, cast, get_args, runtime_checkable
 
 import torch
 from einops import rearrange
@@ -251,7 +251,7 @@ class SkillPlanner:
 
     # ---- pieces ---------------------------------------------------------------------------------------------
 
-    def _propose(self, states: Tensor, goals: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
+    def propose(self, states: Tensor, goals: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
         """(E, S) -> ((E, n, H, S + A) candidates, (E, n) tokens): one generator call, one tokenizer call."""
         steps = {} if self.config.sample_steps is None else {"steps": self.config.sample_steps}
         candidates = self.generator.sample(
@@ -337,7 +337,7 @@ class SkillPlanner:
             value = self.critic.state_values(ends, end_masks, end_goals)
         else:
             k = self.config.lookahead_candidates
-            following, tokens = self._propose(ends, end_goals, k)  # (E * N, K, H, S + A)
+            following, tokens = self.propose(ends, end_goals, k)  # (E * N, K, H, S + A)
             deeper = self._lookahead(following, end_masks, end_goals, depth - 1, anchors)  # (E * N, K)
             permitted, _ = self._permitted(following, tokens, end_masks, anchors)
             value = deeper.masked_fill(~permitted, -math.inf).amax(dim=1)
@@ -347,7 +347,7 @@ class SkillPlanner:
             value = torch.where(self._reaches_goal(candidates, goals), torch.full_like(value, GOAL_REWARD), value)
         return value
 
-    def _fallback(self, candidates: Tensor, masks: Tensor, to_demo: Tensor | None = None) -> Tensor:
+    def fallback(self, candidates: Tensor, masks: Tensor, to_demo: Tensor | None = None) -> Tensor:
         """(E, N, H, S + A) candidates none of which is permitted -> (E,) index of the fallback candidate: the one
         nearest to a demo window where ``to_demo`` (E, N) is given, else the one that ends nearest to where a
         permitted skill starts."""
@@ -385,7 +385,7 @@ class SkillPlanner:
             raise ValueError(f"masks must be (E={states.shape[0]}, L={self.num_skills}), got {tuple(masks.shape)}")
         n = self.config.n_candidates
         q_all = self.critic.q_values(states, masks, goals)  # (E, L): Q does not depend on the candidate, only z
-        candidates, tokens = self._propose(states, goals, n)
+        candidates, tokens = self.propose(states, goals, n)
         support = self._support(states)
         permitted, to_demo = self._permitted(candidates, tokens, masks, anchors)
         scores = self._candidate_scores(candidates, tokens, masks, q_all, goals, support, anchors)
@@ -396,7 +396,7 @@ class SkillPlanner:
             if empty.numel() == 0:
                 break
             sub_goals = goals[empty] if goals is not None else None
-            new_candidates, new_tokens = self._propose(states[empty], sub_goals, n)
+            new_candidates, new_tokens = self.propose(states[empty], sub_goals, n)
             new_permitted, new_to_demo = self._permitted(new_candidates, new_tokens, masks[empty], anchors)
             new_scores = self._candidate_scores(
                 new_candidates, new_tokens, masks[empty], q_all[empty], sub_goals,
@@ -412,7 +412,7 @@ class SkillPlanner:
             rounds[empty] += 1
         used_fallback = n_feasible == 0
         if bool(used_fallback.any()):
-            fallback = self._fallback(candidates, masks, to_demo)
+            fallback = self.fallback(candidates, masks, to_demo)
             best = torch.where(used_fallback, fallback, best)
         env = torch.arange(states.shape[0], device=self.device)
         token = tokens[env, best]
@@ -425,63 +425,4 @@ class SkillPlanner:
             rounds=rounds,
         )
 
-    # ---- reference (Algorithm 2) ----------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def plan_one_at_a_time(self, states: Tensor, masks: Tensor, goals: Tensor | None = None) -> Plan:
-        """The paper's Algorithm 2, one environment and one candidate at a time (slow; the benchmark's reference).
-
-        Per environment: sample one candidate, encode it, reject it if its token is masked, resample; stop after
-        ``n_candidates`` accepted candidates or ``n_candidates * (1 + max_resamples)`` draws; score the accepted ones
-        with the critic one by one and keep the best. With none accepted, the same fallback as ``plan``.
-        """
-        states, masks = states.to(self.device), masks.to(self.device, torch.bool)
-        goals = goals.to(self.device) if goals is not None else None
-        n, budget = self.config.n_candidates, self.config.n_candidates * (1 + self.config.max_resamples)
-        chosen: list[_Choice] = []
-        for e in range(states.shape[0]):
-            s, m = states[e : e + 1], masks[e : e + 1]
-            g = goals[e : e + 1] if goals is not None else None
-            accepted: list[tuple[float, Tensor, int]] = []
-            drawn: list[tuple[Tensor, int]] = []
-            for _ in range(budget):
-                candidate, token = self._propose(s, g, 1)
-                z = int(token[0, 0])
-                drawn.append((candidate[0, 0], z))
-                if not bool(m[0, z]):
-                    continue
-                q = float(self.critic.q_values(s, m, g)[0, z])
-                accepted.append((q, candidate[0, 0], z))
-                if len(accepted) == n:
-                    break
-            rounds = math.ceil(len(drawn) / n)
-            if accepted:
-                q, trajectory, z = max(accepted, key=lambda item: item[0])
-                chosen.append(_Choice(trajectory, z, q, len(accepted), False, rounds))
-                continue
-            last = drawn[-n:]
-            cands = torch.stack([c for c, _ in last])[None]  # (1, n, H, S + A)
-            toks = torch.tensor([[z for _, z in last]], device=self.device)
-            q_all = self.critic.q_values(s, m, g)
-            pick = int(self._fallback(cands, m)[0])
-            z = int(toks[0, pick])
-            chosen.append(_Choice(cands[0, pick], z, float(q_all[0, z]), 0, True, rounds))
-        return Plan(
-            trajectory=torch.stack([c.trajectory for c in chosen]),
-            token=torch.tensor([c.token for c in chosen], device=self.device),
-            q=torch.tensor([c.q for c in chosen], device=self.device),
-            n_feasible=torch.tensor([c.n_feasible for c in chosen], device=self.device),
-            used_fallback=torch.tensor([c.used_fallback for c in chosen], device=self.device),
-            rounds=torch.tensor([c.rounds for c in chosen], device=self.device),
-        )
-
-
-class _Choice(NamedTuple):
-    """One environment's decision in the one-at-a-time reference."""
-
-    trajectory: Tensor
-    token: int
-    q: float
-    n_feasible: int
-    used_fallback: bool
-    rounds: int

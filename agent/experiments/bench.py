@@ -4,13 +4,14 @@ side in the same process, and the machine it ran on, so BENCHMARKS.md can quote 
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -22,7 +23,10 @@ from mstt.agent.experiments.experiment import Experiment
 from mstt.agent.experiments.train import source_data
 from mstt.agent.worlds import Task, make_task
 from mstt.skills.masks import infer_mask
+from mstt.skills.planner import Plan, SkillPlanner
 from mstt.skills.windows import position_windows
+
+Tensor = torch.Tensor
 
 
 def machine() -> str:
@@ -85,6 +89,66 @@ def collection_rate(task: Task, transitions: int, repeats: int) -> dict[str, obj
     }
 
 
+class _Choice(NamedTuple):
+    """One environment's decision in the one-at-a-time reference."""
+
+    trajectory: Tensor
+    token: int
+    q: float
+    n_feasible: int
+    used_fallback: bool
+    rounds: int
+
+
+@torch.no_grad()
+def plan_one_at_a_time(planner: SkillPlanner, states: Tensor, masks: Tensor, goals: Tensor | None = None) -> Plan:
+    """The paper's Algorithm 2, one environment and one candidate at a time (slow; the benchmark's reference).
+
+    Per environment: sample one candidate, encode it, reject it if its token is masked, resample; stop after
+    ``n_candidates`` accepted candidates or ``n_candidates * (1 + max_resamples)`` draws; score the accepted ones
+    with the critic one by one and keep the best. With none accepted, the same fallback as ``plan``.
+    """
+    states, masks = states.to(planner.device), masks.to(planner.device, torch.bool)
+    goals = goals.to(planner.device) if goals is not None else None
+    n, budget = planner.config.n_candidates, planner.config.n_candidates * (1 + planner.config.max_resamples)
+    chosen: list[_Choice] = []
+    for e in range(states.shape[0]):
+        s, m = states[e : e + 1], masks[e : e + 1]
+        g = goals[e : e + 1] if goals is not None else None
+        accepted: list[tuple[float, Tensor, int]] = []
+        drawn: list[tuple[Tensor, int]] = []
+        for _ in range(budget):
+            candidate, token = planner.propose(s, g, 1)
+            z = int(token[0, 0])
+            drawn.append((candidate[0, 0], z))
+            if not bool(m[0, z]):
+                continue
+            q = float(planner.critic.q_values(s, m, g)[0, z])
+            accepted.append((q, candidate[0, 0], z))
+            if len(accepted) == n:
+                break
+        rounds = math.ceil(len(drawn) / n)
+        if accepted:
+            q, trajectory, z = max(accepted, key=lambda item: item[0])
+            chosen.append(_Choice(trajectory, z, q, len(accepted), False, rounds))
+            continue
+        last = drawn[-n:]
+        cands = torch.stack([c for c, _ in last])[None]  # (1, n, H, S + A)
+        toks = torch.tensor([[z for _, z in last]], device=planner.device)
+        q_all = planner.critic.q_values(s, m, g)
+        pick = int(planner.fallback(cands, m)[0])
+        z = int(toks[0, pick])
+        chosen.append(_Choice(cands[0, pick], z, float(q_all[0, z]), 0, True, rounds))
+    return Plan(
+        trajectory=torch.stack([c.trajectory for c in chosen]),
+        token=torch.tensor([c.token for c in chosen], device=planner.device),
+        q=torch.tensor([c.q for c in chosen], device=planner.device),
+        n_feasible=torch.tensor([c.n_feasible for c in chosen], device=planner.device),
+        used_fallback=torch.tensor([c.used_fallback for c in chosen], device=planner.device),
+        rounds=torch.tensor([c.rounds for c in chosen], device=planner.device),
+    )
+
+
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:
     fn()  # warm-up: first calls allocate
     times = []
@@ -118,7 +182,7 @@ def planning_latency(
     mask = torch.rand(1, num_skills, generator=gen) < demo_mask_share
     mask[0, first.token] = True
     batched = _median_ms(lambda: planner.plan(states, mask, goals), repeats)
-    reference = _median_ms(lambda: planner.plan_one_at_a_time(states, mask, goals), max(3, repeats // 5))
+    reference = _median_ms(lambda: plan_one_at_a_time(planner, states, mask, goals), max(3, repeats // 5))
     n = planner_config.n_candidates  # type: ignore[attr-defined]
     ddim = _median_ms(lambda: models.generator.sample(states, n, goals), repeats)  # type: ignore[attr-defined]
     ddpm = _median_ms(lambda: models.generator.sample_ddpm(states, n, goals), max(3, repeats // 5))  # type: ignore[attr-defined]
