@@ -318,7 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, type=Path, help="run folder (resumed if it exists)")
     p.add_argument("--episodes", type=int, help="episodes per method (default: the config's)")
     p.add_argument("--json", type=Path, help="metrics JSON to write")
-    p.add_argument("--methods", nargs="+", help="subset of dds, iql, bc")
+    p.add_argument(
+        "--methods", nargs="+",
+        help="subset of dds, iql, bc (trained here) and d3rlpy_iql, d3rlpy_bc (exported by "
+        "results/offline-rl-d3rlpy/run_seed.sh)",
+    )  # fmt: skip
     _add_override_options(p, trained=False)
     _add_track_option(p)
     p.add_argument("--quiet", action="store_true")

@@ -52,8 +52,13 @@ from mstt.skills.dds import DDSAgent, DDSConfig, DDSSkills, train_dds
 from mstt.skills.iql import IQLConfig, IQLLearner, train_iql
 from mstt.skills.relabel import relabel_episode
 
-OfflineMethod = Literal["dds", "iql", "bc"]
+OfflineMethod = Literal["dds", "iql", "bc", "d3rlpy_iql", "d3rlpy_bc"]
 ALL_OFFLINE_METHODS: tuple[OfflineMethod, ...] = ("dds", "iql", "bc")
+"""The methods `mstt offline` trains (and evaluates by default)."""
+EXTERNAL_OFFLINE_METHODS: tuple[OfflineMethod, ...] = ("d3rlpy_iql", "d3rlpy_bc")
+"""Policies trained outside mstt and only evaluated here: a TorchScript file RUN/<method>/policy.pt."""
+EXTERNAL_POLICY_FILE = "policy.pt"
+EXTERNAL_POLICY_SCRIPT = "results/offline-rl-d3rlpy/run_seed.sh"
 
 # D4RL's reference returns of the random and the expert policy (d4rl/infos.py, REF_MIN_SCORE / REF_MAX_SCORE):
 #   maze2d-umaze-v1 23.85 / 161.86, maze2d-medium-v1 13.13 / 277.39, maze2d-large-v1 6.7 / 273.99.
@@ -334,6 +339,27 @@ def _no_extras(model: Any) -> dict[str, Any]:
     return {}
 
 
+def load_external_policy(run: Path, method: str) -> torch.jit.ScriptModule:
+    """The TorchScript policy of an outside method (d3rlpy's save_policy): RUN/<method>/policy.pt, on the CPU."""
+    path = run / method / EXTERNAL_POLICY_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no exported policy for --methods {method}; train it first with {EXTERNAL_POLICY_SCRIPT} "
+            f"(d3rlpy in its own venv, results/offline-rl-d3rlpy/setup.sh), which writes it there"
+        )
+    return torch.jit.load(str(path), map_location="cpu").eval()
+
+
+def _torchscript_act(policy: torch.jit.ScriptModule):  # type: ignore[no-untyped-def]
+    """(B, S) observations, (B, G) goals -> (B, A) actions of a policy that reads observation ++ goal."""
+
+    def act(obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.concatenate([obs, goal], axis=-1), dtype=torch.float32)
+        return policy(x).numpy()
+
+    return act
+
+
 @dataclass(frozen=True)
 class OfflineEvalMethod:
     """How a trained offline method runs in evaluation."""
@@ -342,14 +368,26 @@ class OfflineEvalMethod:
     """(its trained model, eval seed) -> the controller that acts."""
     extras: Callable[[Any], dict[str, Any]] = _no_extras
     """(its trained model, after the episodes) -> metrics of this method only."""
+    load: Callable[[Path], Any] | None = None
+    """(run folder) -> the model of a method trained outside `mstt offline` (no stage); None: a stage trains it."""
+
+
+def _external_method(method: str) -> OfflineEvalMethod:
+    """An outside method: its TorchScript policy, loaded from the run folder, acts on observation ++ goal."""
+    return OfflineEvalMethod(
+        lambda policy, seed: PolicyController(_torchscript_act(policy)),
+        load=partial(load_external_policy, method=method),
+    )
 
 
 OFFLINE_EVAL: dict[str, OfflineEvalMethod] = {
     "dds": OfflineEvalMethod(DDSController, _skills_used),
     "iql": OfflineEvalMethod(lambda learner, seed: PolicyController(_iql_act(learner))),
     "bc": OfflineEvalMethod(lambda bc, seed: PolicyController(bc.act)),
+    **{method: _external_method(method) for method in EXTERNAL_OFFLINE_METHODS},
 }
-"""Every offline method (ALL_OFFLINE_METHODS) by name; its training stage is in offline_stages."""
+"""Every offline method by name: ALL_OFFLINE_METHODS (training stage in offline_stages) and
+EXTERNAL_OFFLINE_METHODS (loaded from the run folder)."""
 
 
 def normalised_score(value: float, reference: ReferenceScores) -> float:
@@ -369,14 +407,16 @@ def evaluate_offline(
 
     config = experiment.config
     methods = list(methods or config.eval.methods)
-    unknown = sorted(set(methods) - set(ALL_OFFLINE_METHODS))
+    unknown = sorted(set(methods) - set(OFFLINE_EVAL))
     if unknown:
-        raise ValueError(f"--methods: unknown {unknown}; choose from {list(ALL_OFFLINE_METHODS)}")
+        raise ValueError(f"--methods: unknown {unknown}; choose from {list(OFFLINE_EVAL)}")
     episodes = episodes or config.eval.episodes
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}")
+    loaded = {m: load(run) for m in methods if (load := OFFLINE_EVAL[m].load) is not None}  # fail before training
     started = time.perf_counter()
-    models = train_offline(experiment, run, methods, progress)
+    trained = [m for m in methods if m not in loaded]
+    models = train_offline(experiment, run, trained, progress) if trained else OfflineModels(None, None, None)
     train_seconds = time.perf_counter() - started
     task = make_task(experiment.source)
     reference = experiment.reference()
@@ -384,7 +424,8 @@ def evaluate_offline(
     results: dict[str, Any] = {}
     try:
         for method in methods:
-            spec, model = OFFLINE_EVAL[method], models.of(method)
+            spec = OFFLINE_EVAL[method]
+            model = loaded[method] if method in loaded else models.of(method)
             controller = spec.controller(model, config.eval.seed)
             began = time.perf_counter()
             with torch.no_grad():
@@ -427,5 +468,6 @@ def evaluate_offline(
     return result
 
 
-__all__ = ["D4RL_MAZE2D_REFERENCE", "OfflineConfig", "OfflineExperiment", "evaluate_offline",
-           "load_offline_experiment", "normalised_score", "train_offline"]  # fmt: skip
+__all__ = ["D4RL_MAZE2D_REFERENCE", "EXTERNAL_OFFLINE_METHODS", "OfflineConfig", "OfflineExperiment",
+           "evaluate_offline", "load_external_policy", "load_offline_experiment", "normalised_score",
+           "train_offline"]  # fmt: skip
