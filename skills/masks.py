@@ -76,10 +76,17 @@ class DemoWindows:
     """(N, H, P) float32 world positions: the demo's own windows first, then those of its augmented copies."""
     tokens: torch.Tensor
     """(N,) long token of each window; their union is the demo's mask."""
+    route: torch.Tensor | None = None
+    """(M, P) float32 the demo's own path in its order of travel (where its windows start; the pieces of a route with
+    gaps one after another): where the planner's fallback heads across a gap."""
+    route_piece: torch.Tensor | None = None
+    """(M,) long which piece of the route each ``route`` point belongs to (0 for a demo without gaps)."""
 
     def to(self, device: torch.device | str) -> DemoWindows:
-        """Both tensors on ``device``: move them once, not at every planning decision."""
-        return DemoWindows(windows=self.windows.to(device), tokens=self.tokens.to(device))
+        """The tensors on ``device``: move them once, not at every planning decision."""
+        route = self.route.to(device) if self.route is not None else None
+        piece = self.route_piece.to(device) if self.route_piece is not None else None
+        return DemoWindows(self.windows.to(device), self.tokens.to(device), route, piece)
 
 
 @dataclass(frozen=True)
@@ -185,7 +192,12 @@ def infer_mask(
         in_distribution_share=share,
         flagged=flagged,
         message=message,
-        demo_windows=DemoWindows(windows=all_windows, tokens=tokens.cpu()),
+        demo_windows=DemoWindows(
+            windows=all_windows,
+            tokens=tokens.cpu(),
+            route=torch.as_tensor(demo_windows[:, 0], dtype=torch.float32),
+            route_piece=torch.zeros(n_demo, dtype=torch.long),
+        ),
     )
     return mask, report
 
@@ -239,6 +251,10 @@ def infer_route_mask(
         demo_windows=DemoWindows(
             windows=torch.cat([r.demo_windows.windows for r in reports]),
             tokens=torch.cat([r.demo_windows.tokens for r in reports]),
+            route=torch.cat([r.demo_windows.route for r in reports if r.demo_windows.route is not None]),
+            route_piece=torch.cat(
+                [torch.full((r.windows,), i, dtype=torch.long) for i, r in enumerate(reports)]
+            ),
         ),
     )
     return mask, report

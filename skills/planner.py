@@ -140,7 +140,6 @@ class PlannerConfig:
     match_radius: float | None = None
     """With a demo's windows passed to ``plan``: a permitted candidate must also pass within this RMS distance (world
     units) of one of the demo's windows of its token (see the module doc string). None: the token alone decides."""
-
     def __post_init__(self) -> None:
         if self.lookahead_depth < 1:
             raise ValueError(f"PlannerConfig.lookahead_depth must be >= 1, got {self.lookahead_depth!r}")
@@ -347,12 +346,31 @@ class SkillPlanner:
             value = torch.where(self._reaches_goal(candidates, goals), torch.full_like(value, GOAL_REWARD), value)
         return value
 
-    def fallback(self, candidates: Tensor, masks: Tensor, to_demo: Tensor | None = None) -> Tensor:
-        """(E, N, H, S + A) candidates none of which is permitted -> (E,) index of the fallback candidate: the one
+    def fallback(
+        self, candidates: Tensor, masks: Tensor, to_demo: Tensor | None = None, states: Tensor | None = None,
+        anchors: DemoWindows | None = None,
+    ) -> Tensor:  # fmt: skip
+        """(E, N, H, S + A) candidates none of which is permitted -> (E,) index of the fallback candidate.
+
+        Where the demo's route (``anchors``) breaks within one skill (H steps) ahead of the route point nearest the
+        agent (states (E, S)), the candidate that ends nearest to the route H steps on, across the break: the demo
+        shows no skill there, and the agent must move on to where it shows them again. Elsewhere the candidate
         nearest to a demo window where ``to_demo`` (E, N) is given, else the one that ends nearest to where a
         permitted skill starts."""
-        if to_demo is not None:
-            return to_demo.argmin(dim=1)
+        fallback = to_demo.argmin(dim=1) if to_demo is not None else self._toward_permitted(candidates, masks)
+        if states is None or anchors is None or anchors.route is None or anchors.route_piece is None:
+            return fallback
+        ahead = int(self.tokenizer.horizon)
+        route, piece = anchors.route.float(), anchors.route_piece  # (M, P), (M,)
+        nearest = torch.cdist(states[:, self.config.pos_slice].float(), route).argmin(dim=1)  # (E,)
+        onward = (nearest + ahead).clamp(max=route.shape[0] - 1)
+        across_gap = piece[onward] != piece[nearest]  # (E,) the route ahead goes on after a gap
+        ends = candidates[:, :, -1, self.config.pos_slice].float()  # (E, N, P)
+        toward = torch.linalg.vector_norm(ends - route[onward][:, None], dim=-1).argmin(dim=1)
+        return torch.where(across_gap, toward, fallback)
+
+    def _toward_permitted(self, candidates: Tensor, masks: Tensor) -> Tensor:
+        """(E, N, H, S + A), (E, L) -> (E,) the candidate that ends nearest to where a permitted skill starts."""
         if self._token_starts is None:
             self._token_starts = self.tokenizer.token_starts().to(self.device, torch.float32)
         ends = candidates[:, :, -1, self.config.pos_slice].float()  # (E, N, P)
@@ -412,7 +430,7 @@ class SkillPlanner:
             rounds[empty] += 1
         used_fallback = n_feasible == 0
         if bool(used_fallback.any()):
-            fallback = self.fallback(candidates, masks, to_demo)
+            fallback = self.fallback(candidates, masks, to_demo, states, anchors)
             best = torch.where(used_fallback, fallback, best)
         env = torch.arange(states.shape[0], device=self.device)
         token = tokens[env, best]

@@ -212,6 +212,33 @@ def test_toward_feasible_fallback_heads_for_the_nearest_permitted_skill_start() 
     assert reference.used_fallback.all() and reference.trajectory[0, -1, 1] > 0 > reference.trajectory[1, -1, 1]
 
 
+def test_fallback_heads_along_the_demo_route_across_a_gap() -> None:
+    """An agent whose candidates are all refused where the demo's route breaks within one skill ahead of it takes the
+    candidate that ends nearest to the route H steps on, across the break, not the one nearest to any demo window
+    (which, at a gap, lies behind it); without a break ahead the fallback is the nearest demo window, as before."""
+    # the route runs along +x from (-1, 0) to (0, 0), breaks, and goes on from (1, 0) to (2, 0); the agent is at
+    # the gap's start, so the demo window nearest to any candidate is behind it, and the route ahead is across it
+    xs = torch.cat([torch.linspace(-1.0, 0.0, 11), torch.linspace(1.0, 2.0, 11)])
+    route = torch.stack([xs, torch.zeros_like(xs)], dim=1)
+    t = torch.arange(HORIZON, dtype=torch.float32)[:, None] * STEP
+    behind = route[:8, None] + t * torch.tensor([1.0, 0.0])  # (8, H, P) windows of the first piece
+    two_pieces = torch.cat([torch.zeros(11, dtype=torch.long), torch.ones(11, dtype=torch.long)])
+    masks = torch.zeros(1, NUM_DIRECTIONS, dtype=torch.bool)
+    masks[0, 4] = True  # only "west" is permitted, and no candidate matches a demo window of it
+    planner = SkillPlanner(
+        LineGenerator(), DirectionTokenizer(), TableCritic(torch.zeros(NUM_DIRECTIONS)),
+        PlannerConfig(n_candidates=64, max_resamples=0, pos_stop=POS_DIM, match_radius=0.01),
+    )  # fmt: skip
+    ends = []
+    for pieces in (two_pieces, torch.zeros(22, dtype=torch.long)):
+        anchors = DemoWindows(behind, torch.zeros(8, dtype=torch.long), route, pieces)
+        plan = planner.plan(torch.zeros(1, STATE_DIM), masks, anchors=anchors)
+        assert plan.used_fallback.all()
+        ends.append(plan.trajectory[0, -1, :POS_DIM])
+    assert ends[0][0] > 0.8 * STEP * (HORIZON - 1) and abs(float(ends[0][1])) < 0.1  # on along the route, across
+    assert ends[1][0] < 0  # no break ahead: nearest to a demo window, back towards the first piece
+
+
 def test_config_errors_name_the_field() -> None:
     with pytest.raises(ValueError, match="n_candidates"):
         PlannerConfig(n_candidates=0)
