@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias, overload
+from typing import TypeAlias
 
 import numpy as np
 import torch
@@ -316,40 +316,6 @@ def _segment_tokens_mask(
     return counts > 0
 
 
-@overload
-def segment_masks(
-    episode_tokens: torch.Tensor,
-    episode_windows: torch.Tensor,
-    n: int,
-    num_skills: int,
-    generator: torch.Generator,
-    *,
-    segments_per_mask: int,
-    min_windows: int,
-    max_windows: int,
-    anchor_episode: torch.Tensor | None = ...,
-    anchor_window: torch.Tensor | None = ...,
-    return_first: Literal[False] = ...,
-) -> torch.Tensor: ...
-
-
-@overload
-def segment_masks(
-    episode_tokens: torch.Tensor,
-    episode_windows: torch.Tensor,
-    n: int,
-    num_skills: int,
-    generator: torch.Generator,
-    *,
-    segments_per_mask: int,
-    min_windows: int,
-    max_windows: int,
-    anchor_episode: torch.Tensor | None = ...,
-    anchor_window: torch.Tensor | None = ...,
-    return_first: Literal[True],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]: ...
-
-
 def segment_masks(
     episode_tokens: torch.Tensor,
     episode_windows: torch.Tensor,
@@ -362,8 +328,7 @@ def segment_masks(
     max_windows: int,
     anchor_episode: torch.Tensor | None = None,
     anchor_window: torch.Tensor | None = None,
-    return_first: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Structured masks: unions of the tokens of 1..segments_per_mask contiguous data segments, on the device.
 
     Such masks are spatially coherent like a real demo's (a stretch of one route), unlike Bernoulli masks. A
@@ -380,10 +345,9 @@ def segment_masks(
         min_windows, max_windows: segment length range in windows, 1 <= min_windows <= max_windows.
         anchor_episode, anchor_window: (B,) long; when given, the first segment of row b contains window
             ``anchor_window[b]`` of episode ``anchor_episode[b]`` (indices into the same token table).
-        return_first: also return the first segment of each row as (episode, start window, length).
 
     Returns:
-        (B, L) bool masks, or (masks, (B,) episode, (B,) start, (B,) length) with ``return_first``.
+        (B, L) bool masks, and the first segment of each row: (B,) episode, (B,) start window, (B,) length.
     """
     if not 1 <= min_windows <= max_windows or segments_per_mask < 1:
         raise ValueError(
@@ -412,4 +376,4 @@ def segment_masks(
         mask |= segment & (k < count)[:, None]
         if k == 0:
             first_segment = (episode, start, length)
-    return (mask, *first_segment) if return_first else mask
+    return (mask, *first_segment)

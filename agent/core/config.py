@@ -46,14 +46,13 @@ class ConfigError(ValueError):
 
 
 class Settings(BaseModel):
-    """A frozen block of settings: unknown fields and non-finite numbers are refused at load time."""
+    """A frozen block of settings: unknown fields and non-finite numbers are refused at load time (an infinite noise
+    or radius is never meant, and only breaks things far from the config)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False)
 
 
-class _Strict(BaseModel):
-    # allow_inf_nan=False: an infinite noise or radius is never meant, and only breaks things far from the config.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+class _Strict(Settings):
     _file: Path | None = PrivateAttr(default=None)
     """The YAML file a loaded config came from (set by load_config; not a field, so never in a dump)."""
 

@@ -82,7 +82,7 @@ class BatchSampler:
             "min_windows": cfg.segment_min_windows,
             "max_windows": cfg.segment_max_windows,
         }
-        free = segment_masks(self.segment_table, self.segment_lengths, n, data.num_skills, gen, **segments)
+        free = segment_masks(self.segment_table, self.segment_lengths, n, data.num_skills, gen, **segments)[0]
         anchored, episode, start, length = segment_masks(
             data.episode_tokens,
             data.episode_windows,
@@ -92,7 +92,6 @@ class BatchSampler:
             **segments,
             anchor_episode=data.episode[idx],
             anchor_window=data.window[idx],
-            return_first=True,
         )
         kind = torch.rand(n, generator=gen, device=self.device)
         use_anchor = torch.rand(n, generator=gen, device=self.device) < cfg.anchored_segment_fraction

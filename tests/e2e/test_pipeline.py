@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from mstt.agent.cli import main
 from mstt.agent.core.demo import Demo
 from mstt.agent.experiments.evaluate import evaluate_transfer
 from mstt.agent.experiments.experiment import component_config, load_experiment
 from mstt.agent.experiments.train import RunMismatchError, train
+from mstt.skills.critic import CriticConfig
+from mstt.skills.dds import DDSConfig
 
 from tiny_experiment import CliResult, TrainedRun, run_cli
 
@@ -182,7 +185,6 @@ def test_rerun_skips_finished_stages_and_refuses_other_configs(
 def test_same_seed_and_thread_count_give_identical_weights(experiment_file: Path, tmp_path: Path) -> None:
     """Two trainings of one config, in one process with one torch thread, write byte-identical models; each stage's
     report records the thread count (another count changes the float reductions, hence the weights)."""
-    import torch
 
     experiment = load_experiment(experiment_file)
     train(experiment, tmp_path / "a", progress=False)
@@ -224,8 +226,6 @@ def test_device_override_keeps_the_fingerprint(experiment_file: Path) -> None:
 def test_experiment_seed_reaches_every_component() -> None:
     """`seed: N` at the top of an experiment retrains every component (nested configs too) from other draws;
     seed 0 keeps the components' own seeds, and 'auto' devices take the experiment's."""
-    from mstt.skills.critic import CriticConfig
-    from mstt.skills.dds import DDSConfig
 
     critic = component_config(CriticConfig(seed=3), "cpu", 2)
     assert (critic.seed, critic.device) == (5, "cpu")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from mstt.agent.cli import main
 from mstt.skills.action_decoder import ActionDecoder, ActionDecoderConfig
 from mstt.skills.dds import DDSAgent, DDSConfig, train_dds, train_skills
 from mstt.skills.dds_encoder import SkillEncoderConfig
@@ -239,7 +240,6 @@ def offline_file(configs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_train_and_eval_select_the_offline_algorithms_by_the_config(offline_file: Path, tmp_path: Path) -> None:
-    from mstt.agent.cli import main
 
     run, out = tmp_path / "run", tmp_path / "eval.json"
     assert main(["train", str(offline_file), "--run", str(run), "--device", "cpu", "--quiet"]) == 0
@@ -249,7 +249,6 @@ def test_train_and_eval_select_the_offline_algorithms_by_the_config(offline_file
 
 
 def test_offline_cli_end_to_end(offline_file: Path, tmp_path: Path) -> None:
-    from mstt.agent.cli import main
 
     run, out = tmp_path / "run", tmp_path / "offline.json"
     command = ["offline", str(offline_file), "--run", str(run), "--episodes", "3", "--json", str(out), "--quiet"]
@@ -279,7 +278,6 @@ def test_offline_cli_end_to_end(offline_file: Path, tmp_path: Path) -> None:
 
 
 def test_offline_config_errors(configs: Path, tmp_path: Path) -> None:
-    from mstt.agent.cli import main
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"extends: {configs / 'offline/tiny.yaml'}\nsource: {configs / 'maze/umaze.yaml'}\n"

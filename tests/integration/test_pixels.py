@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import mstt.perception
 from mstt.agent.experiments import pixels
 from mstt.agent.experiments.controllers import make_vector_env
 from mstt.agent.experiments.pixels import TRUE_POSITION_KEY, PixelObservation
@@ -49,7 +50,6 @@ def test_pixel_mode_refuses_an_env_without_frames(configs: Path) -> None:
 
 
 def test_a_hidden_marker_is_carried_on_by_its_velocity(configs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mstt.perception
 
     task = make_task(load_config(configs / "maze/t1.yaml"))
     env = PixelObservation(task.make_env(render_mode="rgb_array"), task)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+import mstt.agent.experiments.train as train_module
 from mstt.agent.experiments.experiment import load_experiment
 from mstt.agent.experiments.offline import ALL_OFFLINE_METHODS, load_offline_experiment, offline_stages, train_offline
 from mstt.agent.experiments.stages import (
@@ -157,7 +158,6 @@ def test_every_offline_stage_round_trips(tmp_path: Path) -> None:
 def test_the_trained_runs_of_the_repository_count_as_finished(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs trained before the stage table (reports in the older format) are finished runs: checked and loaded,
     never retrained."""
-    import mstt.agent.experiments.train as train_module
 
     run = ROOT / "runs" / name
     if not (run / "run.json").exists():

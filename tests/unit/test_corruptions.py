@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mstt.agent.cli import main
 from mstt.agent.core.demo import Demo
 from mstt.agent.experiments.corruptions import CORRUPTIONS, DEFAULT_LEVELS, corrupt, parse_corruption
 from mstt.agent.worlds import load_config, make_task
@@ -85,7 +86,6 @@ def test_a_bare_name_means_its_default_level() -> None:
 def test_demo_make_writes_a_corrupted_demo_and_refuses_one_the_check_refuses(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from mstt.agent.cli import main
 
     out = tmp_path / "cut.json"
     assert main(["demo-make", str(CONFIGS / "maze/t1.yaml"), "--out", str(out), "--corrupt", "corner_cut=3"]) == 0

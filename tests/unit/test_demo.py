@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mstt.agent.core.demo import Demo
+from mstt.agent.worlds import load_config, make_task
 
 
 def _demo() -> Demo:
@@ -45,7 +46,6 @@ def test_bad_demo_is_refused_naming_the_file(tmp_path: Path, change: dict, messa
 @pytest.mark.parametrize("variant", ["maze/t1", "maze/t2", "maze/t3", "fetch/zone"])
 def test_shipped_demos_are_the_scripted_ones(configs: Path, variant: str) -> None:
     """configs/demos holds exactly what `mstt demo-make` writes today (deterministic expert)."""
-    from mstt.agent.worlds import load_config, make_task
 
     shipped = Demo.load(configs / "demos" / f"{variant.replace('/', '_')}.json")
     fresh = make_task(load_config(configs / f"{variant}.yaml")).scripted_demo()

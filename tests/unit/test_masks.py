@@ -279,7 +279,7 @@ def test_segment_masks_are_token_sets_of_contiguous_segments(
     masks = segment_masks(
         table, lengths, batch, L, torch.Generator().manual_seed(seed),
         segments_per_mask=1, min_windows=min_len, max_windows=max_len,
-    )  # fmt: skip
+    )[0]  # fmt: skip
     assert masks.shape == (batch, L) and masks.dtype == torch.bool
     # every row is exactly the token set of some allowed segment of some sequence
     allowed = set()
@@ -297,7 +297,7 @@ def test_segment_masks_are_spatially_coherent(corridors) -> None:
     masks = segment_masks(
         table, lengths, 64, TINY.codebook_size, torch.Generator().manual_seed(0),
         segments_per_mask=1, min_windows=3, max_windows=6,
-    )  # fmt: skip
+    )[0]  # fmt: skip
     route_tokens = [set(middle_tokens(model, episodes, routes, r).tolist()) for r in range(len(VIAS))]
     # a short segment never spans the middles of two routes, unlike a Bernoulli mask of the same size
     for row in masks:

@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import mstt.skills.generator as generator_module
+import mstt.skills.training as training
 from mstt.skills.bc import BCConfig, BCPolicy, train_bc
+from mstt.skills.generator import GeneratorConfig, train_generator
 from mstt.skills.training import LoopSettings
 
 
@@ -42,7 +45,6 @@ def test_bc_learns_and_round_trips(tmp_path: Path) -> None:
 
 
 def test_generator_resumes_mid_training(tmp_path: Path) -> None:
-    from mstt.skills.generator import GeneratorConfig, train_generator
 
     rng = np.random.default_rng(1)
     windows = rng.normal(size=(300, 4, 3)).astype(np.float32)
@@ -53,7 +55,6 @@ def test_generator_resumes_mid_training(tmp_path: Path) -> None:
     settings = LoopSettings(directory=tmp_path / "loop", checkpoint_every=5, progress=False)
     # The LR schedule depends on the total steps, so the "killed" run must share it: stop it by
     # raising inside the loop after step 15 instead of shortening it.
-    import mstt.skills.training as training
 
     real_run_loop = training.run_loop
     calls = {"n": 0}
@@ -67,7 +68,6 @@ def test_generator_resumes_mid_training(tmp_path: Path) -> None:
 
         return real_run_loop(name, accelerator, steps, step, stateful, s, log_every)
 
-    import mstt.skills.generator as generator_module
 
     generator_module.run_loop = killing_step_loop  # type: ignore[assignment]
     try:

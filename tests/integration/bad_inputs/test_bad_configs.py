@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mstt.agent.cli import main
-from mstt.agent.core.config import ConfigError
+from mstt.agent.core.config import ConfigError, _read_yaml
 from mstt.agent.experiments.experiment import load_experiment
 from mstt.agent.worlds import load_config
 
@@ -63,7 +63,6 @@ def test_duplicate_keys_name_both_lines(tmp_path: Path) -> None:
 
 
 def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
-    from mstt.agent.core.config import _read_yaml
 
     path = tmp_path / "merge.yaml"
     path.write_text("base: &b {a: 1, b: 2}\nx:\n  <<: *b\n  a: 3\n")

@@ -17,10 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import mstt.agent.experiments.train as train_module
 from mstt.agent.cli import main
 from mstt.agent.core.io import UnwritablePathError, check_writable
+from mstt.agent.experiments.experiment import load_experiment
 from mstt.agent.worlds import load_config, make_task
 from mstt.agent.worlds.data import STAGING_PREFIX, collect
+from mstt.skills.bc import BCConfig, train_bc
+from mstt.skills.training import DamagedCheckpointError, LoopSettings
 
 from repo_paths import CONFIGS
 
@@ -114,8 +118,6 @@ def test_train_on_a_finished_run_writes_nothing(
     experiment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run folder that holds every stage: train only checks the fingerprint and loads the models."""
-    import mstt.agent.experiments.train as train_module
-    from mstt.agent.experiments.experiment import load_experiment
 
     loaded = load_experiment(experiment)
     run = tmp_path / "run"
@@ -185,8 +187,6 @@ def test_sigterm_during_collect_leaves_no_staging_folder(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("damaged", ["objects.pt", "accelerate"])
 def test_a_truncated_checkpoint_names_the_file_and_the_way_out(tmp_path: Path, damaged: str) -> None:
-    from mstt.skills.bc import BCConfig, train_bc
-    from mstt.skills.training import DamagedCheckpointError, LoopSettings
 
     rng = np.random.default_rng(0)
     obs, goals, actions = (rng.normal(size=(64, d)).astype(np.float32) for d in (4, 2, 2))
