@@ -44,7 +44,7 @@ from mstt.agent.experiments.hub import push_run, resolve_run
 from mstt.agent.experiments.methods import AGENT_POLICIES  # noqa: E402
 from mstt.agent.experiments.offline import evaluate_offline, load_offline_experiment, train_offline
 from mstt.agent.experiments.plots import plot_run
-from mstt.agent.experiments.train import check_run_matches, load_models, train
+from mstt.agent.experiments.train import check_run_matches, load_models, train, train_only
 from mstt.agent.worlds import load_config, make_task
 from mstt.agent.worlds.data import collect
 from mstt.perception.errors import BackendError  # noqa: E402
@@ -144,6 +144,10 @@ def _train(args: argparse.Namespace) -> None:
     if args.device is not None:
         experiment = experiment.with_device(args.device)
     with tracking(args.track):
+        if args.stages:
+            train_only(experiment, args.run, args.stages, progress=not args.quiet)
+            print(f"trained {', '.join(args.stages)} into {args.run}")
+            return
         train(experiment, args.run, progress=not args.quiet)
     print(f"trained every stage into {args.run}")
 
@@ -265,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train tokenizer, critic, generator and BC on the source data")
     p.add_argument("config", help="an experiment config, e.g. configs/maze/mstt.yaml")
     p.add_argument("--run", required=True, type=Path, help="run folder (resumed if it exists)")
+    p.add_argument("--stages", nargs="+", metavar="STAGE",
+                   help="train only these stages (and those they need), e.g. diffuser dara-t1-5pct")  # fmt: skip
     p.add_argument(
         "--device", type=_device_option, help="cpu, cuda, cuda:N or auto (default: the config's train.device)"
     )

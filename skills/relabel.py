@@ -117,7 +117,7 @@ def relabel_episode(
     # Steps taken: up to and including the first terminal, else all H.
     taken = np.where(has_terminal, window_terminals.argmax(axis=1) + 1, horizon)
     alive = offsets[None, :] < taken[:, None]
-    discount_powers = gamma ** offsets
+    discount_powers = gamma**offsets
     window_rewards = rewards[index] if len(starts) else np.zeros((0, horizon))
     returns = (window_rewards * discount_powers * alive).sum(axis=1)
     ends = starts + taken
@@ -134,4 +134,20 @@ def relabel_episode(
     )
 
 
-__all__ = ["SkillTransitions", "relabel_episode", "state_action_windows", "window_starts"]
+def primitive_transitions(episodes: list[dict[str, np.ndarray]], gamma: float) -> dict[str, np.ndarray]:
+    """One-step transitions for primitive IQL: the relabelling with H = 1 plus the executed actions."""
+    parts = [relabel_episode(e["observations"], e["rewards"], e["terminals"], np.zeros(len(e["actions"]), np.int64),
+                             1, gamma, 1, e["goals"]) for e in episodes]  # fmt: skip
+    return {
+        "observations": np.concatenate([p.observations for p in parts]),
+        "goals": np.concatenate([p.goals for p in parts]),
+        "actions": np.concatenate([e["actions"] for e in episodes]),
+        "returns": np.concatenate([p.returns for p in parts]),
+        "discounts": np.concatenate([p.discounts for p in parts]),
+        "dones": np.concatenate([p.dones for p in parts]),
+        "next_observations": np.concatenate([p.next_observations for p in parts]),
+        "next_goals": np.concatenate([p.next_goals for p in parts]),
+    }
+
+
+__all__ = ["SkillTransitions", "primitive_transitions", "relabel_episode", "state_action_windows", "window_starts"]

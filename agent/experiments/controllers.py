@@ -29,6 +29,7 @@ from mstt.agent.core.io import RESULT_FILE_MODE
 from mstt.agent.experiments.pixels import TRUE_POSITION_KEY, PixelObservation
 from mstt.agent.worlds import Task
 from mstt.skills.dds import DDSSkills
+from mstt.skills.diffuser import Diffuser
 from mstt.skills.windows import arc_lengths, points_at_arc, position_windows
 
 Z_95 = 1.959963984540054
@@ -327,6 +328,40 @@ class DemoTracker:
         next_state = np.zeros_like(state)
         next_state[:, :pos_dim] = targets  # at rest at the aim point: the tracker brakes as it closes in
         return self.task.track(state, next_state, np.zeros((len(state), self.action_dim)))
+
+
+@dataclass(frozen=True)
+class WholePlan:
+    """A plan with no skills to fall back from: what PlanController reads of a planner's answer."""
+
+    trajectory: torch.Tensor
+    """(E, H, S + A)."""
+    used_fallback: torch.Tensor
+    """(E,) all False."""
+
+
+def diffuser_planner(diffuser: Diffuser, seed: int) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], WholePlan]:
+    """Diffuser as a PlanController's planner: (E, S) states, a mask it ignores, (E, G) goal positions -> a whole
+    plan from each state to its goal, drawn from a stream seeded by ``seed``."""
+    noise = torch.Generator(device=diffuser.device).manual_seed(seed)
+
+    def plan(states: torch.Tensor, mask: torch.Tensor, goals: torch.Tensor) -> WholePlan:
+        trajectory = diffuser.plan(states, goals, generator=noise)
+        return WholePlan(trajectory, torch.zeros(len(states), dtype=torch.bool, device=trajectory.device))
+
+    return plan
+
+
+def tensor_policy(
+    act: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A torch policy on the CPU, (B, S), (B, G) -> (B, A), as the numpy policy PolicyController calls."""
+
+    def numpy_act(obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        obs_t, goal_t = torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(goal, dtype=torch.float32)
+        return act(obs_t, goal_t).numpy()
+
+    return numpy_act
 
 
 class PolicyController:

@@ -26,12 +26,14 @@ from mstt.agent.experiments.controllers import (
     PlanController,
     PolicyController,
     SkillExecutorController,
+    diffuser_planner,
     make_vector_env,
     oracle_mask,
     random_mask,
     result_dict,
     rollout,
     summarise,
+    tensor_policy,
     write_video,
 )
 from mstt.agent.experiments.corruptions import CorruptionSpec, corrupt
@@ -44,7 +46,14 @@ from mstt.agent.experiments.figures import (
     token_mean_windows,
 )
 from mstt.agent.experiments.methods import METHODS, EvalMethod, check_methods
-from mstt.agent.experiments.train import check_run_matches, load_models, source_data
+from mstt.agent.experiments.train import (
+    Models,
+    check_baseline_stages,
+    check_run_matches,
+    dara_stage_name,
+    load_models,
+    source_data,
+)
 from mstt.agent.worlds import Task, make_task
 from mstt.perception import Scene, draw_demo, make_perceiver
 from mstt.skills.critic import ConstantCritic
@@ -88,12 +97,14 @@ def evaluate_transfer(
         raise ValueError(f"--video-episodes must be >= 1, got {video_episodes}")
     check_run_matches(run, experiment)
     models = load_models(run, device)
+    check_baseline_stages(run, experiment)
     for name in methods:
-        stage = METHODS[name].needs_stage
-        if stage is not None and models.dds_skills is None:
+        missing = missing_stage(METHODS[name], models, list(experiment.targets))
+        if missing is not None:
+            section = METHODS[name].needs_stage
             raise ValueError(
-                f"method {name} needs the {stage} stage, but {run} has none: add an {stage} section to "
-                f"{experiment.path} and run `mstt train` into a run folder"
+                f"method {name} needs the {missing} stage, but {run} has none: give {experiment.path} a {section} "
+                f"section and run `mstt train` into the run folder"
             )
     device = models.generator.device
     horizon = models.tokenizer.horizon
@@ -303,6 +314,20 @@ def method_planners(models: Any, config: PlannerConfig) -> dict[str, SkillPlanne
     }
 
 
+def missing_stage(spec: EvalMethod, models: Models, variants: list[str]) -> str | None:
+    """The stage a method needs that the run lacks (None when it has all it needs)."""
+    if spec.needs_stage == "executor_dds" and models.dds_skills is None:
+        return "dds_skills"
+    if spec.needs_stage == "diffuser" and models.diffuser is None:
+        return "diffuser"
+    if spec.needs_stage == "dara":
+        assert spec.target_share is not None
+        for variant in variants:
+            if models.dara_policy(variant, spec.target_share) is None:
+                return dara_stage_name(variant, spec.target_share)
+    return None
+
+
 def method_controller(
     spec: EvalMethod, task: Task, models: Any, planners: dict[str, Any], mask: torch.Tensor | None, anchors: Any,
     demo: Demo, action_dim: int, replan_every: int, device: torch.device, settings: Any,
@@ -312,6 +337,16 @@ def method_controller(
         return PolicyController(models.bc.act)
     if spec.controller == "demo_route":
         return DemoTracker(task, demo.positions, action_dim, task.config.reversible)
+    if spec.controller == "dara":
+        assert spec.target_share is not None
+        policy = models.dara_policy(task.config.variant, spec.target_share)
+        if policy is None:
+            raise ValueError(f"the run has no DARA policy {dara_stage_name(task.config.variant, spec.target_share)}")
+        return PolicyController(tensor_policy(policy.act))
+    if spec.controller == "diffuser":
+        planner = diffuser_planner(models.diffuser, settings.seed)
+        every = settings.diffuser_replan_every or models.diffuser.config.horizon
+        return PlanController(task, planner, torch.ones(1, dtype=torch.bool), every, device)
     assert mask is not None
     # The demo's windows refine only the masks that come from the demo (planner.match_radius).
     plan = partial(planners[spec.critic].plan, anchors=anchors if spec.demo_windows else None)

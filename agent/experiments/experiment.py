@@ -32,14 +32,21 @@ from mstt.agent.worlds import load_config
 from mstt.agent.worlds.data import DataSettings
 from mstt.skills.bc import BCConfig
 from mstt.skills.critic import CriticConfig
+from mstt.skills.dara import DARAConfig
 from mstt.skills.dds import DDSConfig
+from mstt.skills.diffuser import DiffuserConfig
 from mstt.skills.generator import GeneratorConfig
+from mstt.skills.iql import IQLConfig
 from mstt.skills.masks import MaskInferenceConfig
 from mstt.skills.planner import PlannerConfig
 from mstt.skills.tokenizer import TokenizerConfig
 
 ALL_METHODS: tuple[str, ...] = tuple(METHODS)
-"""Every eval method (agent/methods.py); mstt_dds needs the optional ``executor_dds`` stage (see ExperimentConfig)."""
+"""Every eval method (agent/methods.py); mstt_dds, diffuser and dara_* need their optional stage's section (see
+ExperimentConfig)."""
+BASELINE_SECTIONS = ("diffuser", "dara")
+"""Optional sections of the paper's baselines: a run folder can gain them after the fact, so the run's fingerprint
+leaves them out and each of their stages is checked against its own section instead (train.check_baseline_stages)."""
 
 
 class TrainSettings(Settings):
@@ -50,6 +57,7 @@ class TrainSettings(Settings):
     @classmethod
     def _check_device(cls, value: str) -> str:
         return check_device(value)
+
     checkpoint_every: int = Field(default=1000, gt=0)
     """Steps between resumable checkpoints inside each component's training."""
     windows_stride: int = Field(default=1, gt=0)
@@ -71,6 +79,9 @@ class EvalSettings(Settings):
     """Methods of agent/methods.py's table, run side by side on the same episodes."""
     observation: Literal["state", "pixels"] = "state"
     """What the agent sees: the simulator's state, or rendered frames only (maze; agent/pixels.py)."""
+    diffuser_replan_every: int | None = Field(default=50, gt=0)
+    """Steps between the Diffuser baseline's plans (each from the current state to the goal); None plans once per
+    horizon."""
     oracle_tolerance: float = Field(default=0.02, ge=0, lt=1)
     """oracle_mask drops a token when more than this share of its data windows violate the target."""
     seed: int = 0
@@ -79,6 +90,27 @@ class EvalSettings(Settings):
     def _known_methods(self) -> EvalSettings:
         check_methods(self.methods, "field 'eval.methods'")
         return self
+
+
+class DARASettings(Settings):
+    """DARA (Liu et al. 2022): per target variant, a small action-labelled target dataset collected by the source
+    expert in the target world, two domain classifiers whose log-ratio estimates the dynamics gap, source rewards
+    augmented by eta times it, then IQL on source + target transitions."""
+
+    shares: list[float] = [0.05, 0.10]
+    """Target dataset sizes to train, as shares of the source dataset (one DARA policy per variant and share; the
+    eval methods dara_5pct and dara_10pct read 0.05 and 0.10)."""
+    seed: int = 1
+    """Seed of the target datasets' expert (the source data used the dataset section's seed)."""
+    classifiers: DARAConfig = DARAConfig()
+    iql: IQLConfig = IQLConfig()
+
+    @field_validator("shares")
+    @classmethod
+    def _check_shares(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 < share <= 1 for share in value):
+            raise ValueError(f"shares must be a non-empty list of numbers in (0, 1], got {value}")
+        return value
 
 
 class ExperimentConfig(Settings):
@@ -101,6 +133,10 @@ class ExperimentConfig(Settings):
     executor_dds: DDSConfig | None = None
     """Optional DDS skills (encoder + diffusion action decoder, no high level) trained on the source data as
     MSTT's closed-loop low-level executor (eval method mstt_dds); None trains no such stage."""
+    diffuser: DiffuserConfig | None = None
+    """Optional Diffuser baseline (eval method diffuser), trained on the source data."""
+    dara: DARASettings | None = None
+    """Optional DARA baseline (eval methods dara_5pct, dara_10pct); it alone sees target-world actions."""
     eval: EvalSettings = EvalSettings()
 
     @model_validator(mode="after")
@@ -115,11 +151,13 @@ class ExperimentConfig(Settings):
                 f"executor_dds.encoder.horizon={self.executor_dds.horizon} must not exceed generator.horizon="
                 f"{self.generator.horizon}: the executor encodes the first steps of each planned candidate"
             )
-        needing = [m for m in self.eval.methods if m in METHODS and METHODS[m].needs_stage == "executor_dds"]
-        if needing and self.executor_dds is None:
-            raise ValueError(
-                f"eval.methods lists {', '.join(needing)}: give an executor_dds section to train its executor"
-            )
+        for method in self.eval.methods:
+            stage = METHODS[method].needs_stage
+            if stage is not None and getattr(self, stage) is None:
+                raise ValueError(f"eval.methods lists {method}: give a {stage} section to train what it needs")
+        share = [METHODS[m].target_share for m in self.eval.methods if METHODS[m].target_share is not None]
+        if self.dara is not None and any(s not in self.dara.shares for s in share):
+            raise ValueError(f"eval.methods needs DARA target shares {share}; dara.shares trains {self.dara.shares}")
         if not self.targets:
             raise ValueError("targets: give at least one target variant config")
         return self

@@ -10,7 +10,7 @@ from typing import Literal
 
 MaskKind = Literal["demo", "all", "oracle", "random", "none"]
 CriticKind = Literal["learned", "constant", "none"]
-ControllerKind = Literal["plan", "dds_executor", "policy", "demo_route"]
+ControllerKind = Literal["plan", "dds_executor", "policy", "demo_route", "diffuser", "dara"]
 
 
 @dataclass(frozen=True)
@@ -25,9 +25,12 @@ class EvalMethod:
     """The planner's demo match (planner.match_radius) keeps only candidates near the demo's own windows."""
     controller: ControllerKind
     """plan: track the chosen candidate; dds_executor: execute it with DDS skills; policy: BC acts; demo_route: follow
-    the demo's route (no learned part)."""
+    the demo's route (no learned part); diffuser: track Diffuser's long plans, replanned; dara: DARA's IQL policy of
+    the variant acts."""
     needs_stage: str | None = None
     """An optional training stage the method needs (its config section)."""
+    target_share: float | None = None
+    """dara: the size of the target dataset it trained on, as a share of the source dataset's."""
     summary: str = ""
 
 
@@ -35,8 +38,15 @@ METHODS: dict[str, EvalMethod] = {
     m.name: m
     for m in (
         EvalMethod("mstt", "demo", "learned", True, "plan", summary="MSTT: the demo's mask, the masked critic"),
-        EvalMethod("mstt_dds", "demo", "learned", True, "dds_executor", needs_stage="executor_dds",
-                   summary="MSTT's plans executed closed loop by DDS skills"),  # fmt: skip
+        EvalMethod(
+            "mstt_dds",
+            "demo",
+            "learned",
+            True,
+            "dds_executor",
+            needs_stage="executor_dds",
+            summary="MSTT's plans executed closed loop by DDS skills",
+        ),  # fmt: skip
         EvalMethod(
             "unmasked", "all", "learned", False, "plan", summary="every skill: a planner that ignores the change"
         ),
@@ -44,8 +54,43 @@ METHODS: dict[str, EvalMethod] = {
         EvalMethod("random_mask", "random", "learned", False, "plan", summary="as many random tokens as the demo's"),
         EvalMethod("mask_only", "demo", "constant", True, "plan", summary="the demo's mask with a constant critic"),
         EvalMethod("bc", "none", "none", False, "policy", summary="goal-conditioned behaviour cloning"),
-        EvalMethod("demo_tracker", "none", "none", False, "demo_route",
-                   summary="follow the demo's route with the task's tracker; nothing learned"),  # fmt: skip
+        EvalMethod(
+            "demo_tracker",
+            "none",
+            "none",
+            False,
+            "demo_route",
+            summary="follow the demo's route with the task's tracker; nothing learned",
+        ),  # fmt: skip
+        EvalMethod(
+            "diffuser",
+            "none",
+            "none",
+            False,
+            "diffuser",
+            needs_stage="diffuser",
+            summary="Diffuser (Janner et al. 2022): source-trained, start and goal inpainted, tracked",
+        ),  # fmt: skip
+        EvalMethod(
+            "dara_5pct",
+            "none",
+            "none",
+            False,
+            "dara",
+            needs_stage="dara",
+            target_share=0.05,
+            summary="DARA (Liu et al. 2022): IQL on source + 5% target data, rewards augmented",
+        ),  # fmt: skip
+        EvalMethod(
+            "dara_10pct",
+            "none",
+            "none",
+            False,
+            "dara",
+            needs_stage="dara",
+            target_share=0.10,
+            summary="DARA with a target dataset of 10% of the source's",
+        ),  # fmt: skip
     )
 }
 AGENT_POLICIES: tuple[str, ...] = ("mstt", "mask_only", "demo_tracker")

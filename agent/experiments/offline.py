@@ -32,7 +32,14 @@ from pydantic import model_validator
 from mstt.agent.core.config import ConfigError, Override, Settings, TaskConfig, describe_overrides
 from mstt.agent.core.io import portable_path, write_json_atomic
 from mstt.agent.core.provenance import provenance
-from mstt.agent.experiments.controllers import Controller, PolicyController, make_vector_env, rollout, summarise
+from mstt.agent.experiments.controllers import (
+    Controller,
+    PolicyController,
+    make_vector_env,
+    rollout,
+    summarise,
+    tensor_policy,
+)
 from mstt.agent.experiments.experiment import TrainSettings, component_config, load_experiment_file
 from mstt.agent.experiments.stages import (
     REPORTS_DIR,
@@ -50,7 +57,7 @@ from mstt.agent.worlds.data import DataSettings, EpisodeArrays
 from mstt.skills.bc import BCConfig, BCPolicy, train_bc
 from mstt.skills.dds import DDSAgent, DDSConfig, DDSSkills, train_dds
 from mstt.skills.iql import IQLConfig, IQLLearner, train_iql
-from mstt.skills.relabel import relabel_episode
+from mstt.skills.relabel import primitive_transitions
 
 OfflineMethod = Literal["dds", "iql", "bc", "d3rlpy_iql", "d3rlpy_bc"]
 ALL_OFFLINE_METHODS: tuple[OfflineMethod, ...] = ("dds", "iql", "bc")
@@ -161,7 +168,10 @@ def load_offline_experiment(path: str | Path, overrides: Sequence[Override] = ()
     """Load and validate an offline-RL experiment YAML (``experiment: offline``), changed by ``overrides``
     (agent/config.py), and its source config."""
     path, config, source = load_experiment_file(
-        path, "offline", OfflineConfig, "e.g. configs/offline/umaze.yaml; MSTT transfer configs go to train/eval",
+        path,
+        "offline",
+        OfflineConfig,
+        "e.g. configs/offline/umaze.yaml; MSTT transfer configs go to train/eval",
         overrides,
     )
     if source.task != "maze":
@@ -186,22 +196,6 @@ def episode_dicts(episodes: list[EpisodeArrays], goal_terminals: bool) -> list[d
             "goals": e.desired_goal.astype(np.float32),
         })  # fmt: skip
     return out
-
-
-def primitive_transitions(episodes: list[dict[str, np.ndarray]], gamma: float) -> dict[str, np.ndarray]:
-    """One-step transitions for primitive IQL: the relabelling with H = 1 plus the executed actions."""
-    parts = [relabel_episode(e["observations"], e["rewards"], e["terminals"], np.zeros(len(e["actions"]), np.int64),
-                             1, gamma, 1, e["goals"]) for e in episodes]  # fmt: skip
-    return {
-        "observations": np.concatenate([p.observations for p in parts]),
-        "goals": np.concatenate([p.goals for p in parts]),
-        "actions": np.concatenate([e["actions"] for e in episodes]),
-        "returns": np.concatenate([p.returns for p in parts]),
-        "discounts": np.concatenate([p.discounts for p in parts]),
-        "dones": np.concatenate([p.dones for p in parts]),
-        "next_observations": np.concatenate([p.next_observations for p in parts]),
-        "next_goals": np.concatenate([p.next_goals for p in parts]),
-    }
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -322,14 +316,6 @@ class DDSController:
         return self.agent.act(obs["observation"], obs["desired_goal"])
 
 
-def _iql_act(learner: IQLLearner):  # type: ignore[no-untyped-def]
-    def act(obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        obs_t, goal_t = torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(goal, dtype=torch.float32)
-        return learner.act(obs_t, goal_t).numpy()
-
-    return act
-
-
 def _skills_used(agent: DDSAgent) -> dict[str, Any]:
     chosen = np.concatenate(agent.chosen) if agent.chosen else np.zeros(0, np.int64)
     return {"skills_used": int(len(np.unique(chosen)))}
@@ -382,7 +368,7 @@ def _external_method(method: str) -> OfflineEvalMethod:
 
 OFFLINE_EVAL: dict[str, OfflineEvalMethod] = {
     "dds": OfflineEvalMethod(DDSController, _skills_used),
-    "iql": OfflineEvalMethod(lambda learner, seed: PolicyController(_iql_act(learner))),
+    "iql": OfflineEvalMethod(lambda learner, seed: PolicyController(tensor_policy(learner.act))),
     "bc": OfflineEvalMethod(lambda bc, seed: PolicyController(bc.act)),
     **{method: _external_method(method) for method in EXTERNAL_OFFLINE_METHODS},
 }

@@ -11,7 +11,8 @@ resolved config, refuses to mix stages trained under another config, and ends wi
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +33,31 @@ from mstt.agent.experiments.stages import (
     train_stages,
 )
 from mstt.agent.worlds import Task, make_task
-from mstt.agent.worlds.data import EpisodeArrays, collect, dataset_record, experiment_root, load_episodes
+from mstt.agent.worlds.data import (
+    EpisodeArrays,
+    collect,
+    dataset_record,
+    experiment_root,
+    load_episodes,
+    target_dataset_id,
+)
 from mstt.skills.bc import BCPolicy, train_bc
+from mstt.skills.checkpoint import CONFIG_NAME
 from mstt.skills.critic import MaskedCritic, build_skill_transitions, train_critic
+from mstt.skills.dara import DomainClassifiers, augment_rewards, train_domain_classifiers
 from mstt.skills.dds import DDSSkills, skill_windows, train_skills
+from mstt.skills.diffuser import Diffuser, train_diffuser
 from mstt.skills.generator import TrajectoryGenerator, generator_windows, train_generator
+from mstt.skills.iql import IQLLearner, train_iql
 from mstt.skills.masks import token_sequence
 from mstt.skills.planner import PlannerConfig, SkillPlanner
+from mstt.skills.relabel import primitive_transitions
 from mstt.skills.tokenizer import SkillTokenizer, train_tokenizer
 from mstt.skills.windows import position_windows
 
-__all__ = ["DATA_FILE", "RUN_FILE", "DataStats", "Models", "RunMismatchError", "check_run_matches", "load_models",
-           "source_data", "train", "trained_stages", "transfer_stages"]  # fmt: skip
+__all__ = ["DATA_FILE", "RUN_FILE", "DataStats", "Models", "RunMismatchError", "check_baseline_stages",
+           "check_run_matches", "dara_stage_name", "load_models", "source_data", "target_data", "train", "train_only",
+           "trained_stages", "transfer_stages"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,13 @@ class Models:
     stats: DataStats
     dds_skills: DDSSkills | None = None
     """DDS encoder + action decoder (the mstt_dds executor); None when the run has no dds_skills stage."""
+    diffuser: Diffuser | None = None
+    """The Diffuser baseline; None when the run has no diffuser stage."""
+    dara: dict[str, IQLLearner] = field(default_factory=dict)
+    """DARA's IQL policies by stage name (``dara_stage_name``)."""
+
+    def dara_policy(self, variant: str, share: float) -> IQLLearner | None:
+        return self.dara.get(dara_stage_name(variant, share))
 
     def planner(self, config: PlannerConfig, critic: Any = None) -> SkillPlanner:
         """A planner over these models; ``critic`` replaces the learned one (e.g. a constant critic)."""
@@ -215,9 +236,183 @@ DDS_STAGE: Stage[SourceData] = Stage(
 STAGES: tuple[str, ...] = tuple(stage.name for stage in TRANSFER_STAGES)
 
 
+# --------------------------------------------------------------------------------------------------------------
+# The paper's baselines: Diffuser on the source data; DARA per target variant and target share
+
+
+def _train_diffuser(inputs: StageInputs[SourceData]) -> Trained:
+    """Diffuser over whole source trajectories (its horizon: at least a route's length)."""
+    config = inputs.data.config
+    assert config.diffuser is not None
+    episodes = [{"observations": e.observations, "actions": e.actions} for e in inputs.data.episodes]
+    diffuser, report = train_diffuser(episodes, _with_device(config.diffuser, config), inputs.progress, inputs.loop())
+    diffuser.save_pretrained(inputs.folder)
+    return Trained(diffuser, report, str(diffuser.device))
+
+
+DIFFUSER_STAGE: Stage[SourceData] = Stage(
+    "diffuser", _train_diffuser, lambda run: Diffuser.from_pretrained(run / "diffuser")
+)
+DARA_PREFIX = "dara-"
+
+
+def dara_stage_name(variant: str, share: float) -> str:
+    """dara-VARIANT-Npct: the folder of DARA's policy for one target variant and target share."""
+    return f"{DARA_PREFIX}{variant}-{round(share * 100)}pct"
+
+
+def target_data(experiment: Experiment, variant: str, progress: bool) -> list[EpisodeArrays]:
+    """DARA's target dataset of one variant, collected by the source expert in the target world (the largest share
+    of dara.shares, with dara.seed) when missing; a dataset of another map or size is refused, naming both."""
+    assert experiment.config.dara is not None
+    settings = experiment.config.dara
+    task = make_task(experiment.targets[variant])
+    root = experiment_root(experiment.config.data)
+    transitions = round(max(settings.shares) * experiment.config.data.transitions)
+    expected = dataset_record(task, transitions, settings.seed)
+    try:
+        return load_episodes(target_dataset_id(task), root, expected)
+    except FileNotFoundError:
+        if not experiment.config.data.collect_if_missing:
+            raise
+    check_writable(root, "data.root", "folder")
+    print(f"DARA's target dataset {target_dataset_id(task)} not under {root}: collecting it")
+    print(collect(task, transitions, root, settings.seed, progress, target_data=True))
+    return load_episodes(target_dataset_id(task), root, expected)
+
+
+def _one_step(episodes: list[EpisodeArrays], gamma: float) -> dict[str, Any]:
+    """One-step goal-conditioned transitions (a reached goal ends its stretch, as in `mstt offline`)."""
+    dicts = [
+        {"observations": e.observations, "actions": e.actions, "rewards": e.rewards, "goals": e.desired_goal,
+         "terminals": np.asarray(e.terminations, dtype=bool) | (np.asarray(e.rewards) > 0)}
+        for e in episodes
+    ]  # fmt: skip
+    return primitive_transitions(dicts, gamma)
+
+
+def _first_transitions(episodes: list[EpisodeArrays], count: int) -> list[EpisodeArrays]:
+    """The first ``count`` transitions, the last episode cut short (so a smaller share is a prefix of a larger)."""
+    kept, total = [], 0
+    for episode in episodes:
+        if total >= count:
+            break
+        kept.append(episode.head(count - total))
+        total += len(kept[-1].actions)
+    return kept
+
+
+def dara_stages(experiment: Experiment) -> tuple[Stage[SourceData], ...]:
+    """Per target variant and share: the domain classifiers, then IQL on augmented source + target transitions."""
+    settings = experiment.config.dara
+    if settings is None:
+        return ()
+    loaded: dict[str, list[EpisodeArrays]] = {}
+
+    def target(variant: str, inputs: StageInputs[SourceData]) -> list[EpisodeArrays]:
+        if variant not in loaded:
+            loaded[variant] = target_data(experiment, variant, inputs.progress)
+        return loaded[variant]
+
+    def classifiers(variant: str, share: float) -> Callable[[StageInputs[SourceData]], Trained]:
+        def train(inputs: StageInputs[SourceData]) -> Trained:
+            config = inputs.data.config
+            count = round(share * inputs.data.stats.transitions)
+            target_steps = _one_step(_first_transitions(target(variant, inputs), count), 1.0)
+            source_steps = _one_step(inputs.data.episodes, 1.0)
+            model, report = train_domain_classifiers(
+                source_steps, target_steps, _with_device(settings.classifiers, config), inputs.progress, inputs.loop()
+            )
+            model.save_pretrained(inputs.folder)
+            return Trained(model, report, str(model.device))
+
+        return train
+
+    def policy(variant: str, share: float, classifier_stage: str) -> Callable[[StageInputs[SourceData]], Trained]:
+        def train(inputs: StageInputs[SourceData]) -> Trained:
+            config = inputs.data.config
+            iql_config = _with_device(settings.iql, config)
+            count = round(share * inputs.data.stats.transitions)
+            target_episodes = _first_transitions(target(variant, inputs), count)
+            source_steps = _one_step(inputs.data.episodes, iql_config.gamma)
+            classifier: DomainClassifiers = inputs.models[classifier_stage]
+            rewards = source_steps["returns"]
+            source_steps["returns"] = augment_rewards(
+                classifier, source_steps["observations"], source_steps["actions"], source_steps["next_observations"],
+                rewards,
+            )  # fmt: skip
+            target_steps = _one_step(target_episodes, iql_config.gamma)
+            joined = {k: np.concatenate([source_steps[k], target_steps[k]]) for k in source_steps}
+            learner, report = train_iql(joined, iql_config, "continuous", progress=inputs.progress,
+                                        settings=inputs.loop(), name=inputs.name)  # fmt: skip
+            learner.save_pretrained(inputs.folder)
+            shift = source_steps["returns"] - rewards
+            numbers = {"iql": report, "target_transitions": int(sum(len(e.actions) for e in target_episodes)),
+                       "reward_shift_mean": float(shift.mean()), "reward_shift_min": float(shift.min())}  # fmt: skip
+            return Trained(learner, numbers, str(learner.device))
+
+        return train
+
+    stages: list[Stage[SourceData]] = []
+    for variant in experiment.targets:
+        for share in settings.shares:
+            name = dara_stage_name(variant, share)
+            first = f"{name}-classifiers"
+            stages.append(
+                Stage(
+                    first, classifiers(variant, share), lambda run, n=first: DomainClassifiers.from_pretrained(run / n)
+                )
+            )
+            stages.append(
+                Stage(
+                    name,
+                    policy(variant, share, first),
+                    lambda run, n=name: IQLLearner.from_pretrained(run / n),
+                    needs=(first,),
+                )
+            )
+    return tuple(stages)
+
+
+def baseline_stages(experiment: Experiment) -> tuple[Stage[SourceData], ...]:
+    """The optional baseline stages of this experiment's config (its diffuser and dara sections)."""
+    diffuser = (DIFFUSER_STAGE,) if experiment.config.diffuser is not None else ()
+    return diffuser + dara_stages(experiment)
+
+
+def check_baseline_stages(run: Path, experiment: Experiment) -> None:
+    """A baseline stage the run already holds must have been trained with this experiment's section: refuse one
+    trained with other settings, naming the stage and the first field that differs (the device may differ)."""
+    config = experiment.config
+    sections: dict[str, Any] = {}
+    if config.diffuser is not None:
+        sections[DIFFUSER_STAGE.name] = _with_device(config.diffuser, config)
+    if config.dara is not None:
+        for variant in experiment.targets:
+            for share in config.dara.shares:
+                name = dara_stage_name(variant, share)
+                sections[f"{name}-classifiers"] = _with_device(config.dara.classifiers, config)
+                sections[name] = _with_device(config.dara.iql, config)
+    for name, expected in sections.items():
+        saved_file = run / name / CONFIG_NAME
+        if not saved_file.exists():
+            continue
+        saved = json.loads(saved_file.read_text())["config"]
+        wanted = asdict(expected)
+        differs = [k for k in wanted if k != "device" and saved.get(k) != wanted[k]]
+        if differs:
+            key = differs[0]
+            raise RunMismatchError(
+                f"{run / name} was trained with {key}={saved.get(key)!r}, {experiment.label} asks for "
+                f"{key}={wanted[key]!r}: use a new --run folder or delete {run / name}"
+            )
+
+
 def transfer_stages(experiment: Experiment) -> tuple[Stage[SourceData], ...]:
-    """The stages a run of this experiment trains, in order."""
-    return TRANSFER_STAGES + ((DDS_STAGE,) if experiment.config.executor_dds is not None else ())
+    """The stages a run of this experiment trains, in order: MSTT's, the DDS executor when configured, then the
+    configured baselines."""
+    dds = (DDS_STAGE,) if experiment.config.executor_dds is not None else ()
+    return TRANSFER_STAGES + dds + baseline_stages(experiment)
 
 
 def trained_stages(experiment: Experiment) -> tuple[str, ...]:
@@ -231,14 +426,34 @@ def train(experiment: Experiment, run: Path, progress: bool = True) -> Models:
     stages = transfer_stages(experiment)
     if (run / DATA_FILE).exists() and all_done(stages, run):
         check_run_matches(run, experiment, remedy="use a new --run folder")
+        check_baseline_stages(run, experiment)
         return load_models(run)
     check_run_folder(run, experiment)
+    check_baseline_stages(run, experiment)
     data = _source_stage_data(experiment, run, progress)
     models = train_stages(stages, run, lambda: data, experiment.config.train.checkpoint_every, progress)
     return Models(
         models["tokenizer"], models["critic"], models["generator"], models["bc"], data.stats,
-        models.get(DDS_STAGE.name),
+        models.get(DDS_STAGE.name), models.get(DIFFUSER_STAGE.name),
+        {name: model for name, model in models.items() if isinstance(model, IQLLearner)},
     )  # fmt: skip
+
+
+def train_only(experiment: Experiment, run: Path, names: list[str], progress: bool = True) -> dict[str, Any]:
+    """Train (or resume, or load) only the named stages of the experiment and the stages they need, e.g. a
+    baseline into a run whose MSTT stages train elsewhere. Returns their models by name."""
+    stages = {stage.name: stage for stage in transfer_stages(experiment)}
+    unknown = [name for name in names if name not in stages]
+    if unknown:
+        raise ValueError(f"--stages: {experiment.path} has no stage(s) {unknown}; its stages are {list(stages)}")
+    wanted = set(names)
+    for name in names:
+        wanted.update(stages[name].needs)
+    check_run_folder(run, experiment)
+    check_baseline_stages(run, experiment)
+    chosen = [stage for name, stage in stages.items() if name in wanted]
+    return train_stages(chosen, run, lambda: _source_stage_data(experiment, run, progress),
+                        experiment.config.train.checkpoint_every, progress)  # fmt: skip
 
 
 def load_models(run: Path, device: str | None = None) -> Models:
@@ -253,6 +468,12 @@ def load_models(run: Path, device: str | None = None) -> Models:
     dds_skills = None
     if DDS_STAGE.done(run):
         dds_skills = DDSSkills.from_pretrained(run / DDS_STAGE.name, device=device or str(generator.device))
+    diffuser = Diffuser.from_pretrained(run / DIFFUSER_STAGE.name, device=device) if DIFFUSER_STAGE.done(run) else None
+    dara = {
+        folder.name: IQLLearner.from_pretrained(folder, device="cpu")
+        for folder in sorted(run.glob(f"{DARA_PREFIX}*"))
+        if (folder / CONFIG_NAME).exists() and not folder.name.endswith("-classifiers")
+    }  # a flat policy fed numpy, like BC: it acts on the CPU
     return Models(
         SkillTokenizer.from_pretrained(run / "tokenizer", device=device),
         MaskedCritic.from_pretrained(run / "critic", device=device),
@@ -260,10 +481,11 @@ def load_models(run: Path, device: str | None = None) -> Models:
         BCPolicy.from_pretrained(run / "bc"),
         stats,
         dds_skills,
+        diffuser,
+        dara,
     )
 
 
 def _with_device(component: Any, config: Any) -> Any:
     """The component config with the experiment's device (unless the component names its own) and seed."""
     return component_config(component, config.train.device, config.seed)
-

@@ -190,29 +190,42 @@ def collect(
     out: str | Path | None = None,
     seed: int | None = None,
     progress: bool = True,
+    target_data: bool = False,
 ) -> DatasetSummary:
     """Run the task's scripted expert and write a Minari dataset under `out` (atomically). The folder is checked
-    to be writable before the expert runs; SIGINT and SIGTERM leave no staging folder behind."""
+    to be writable before the expert runs; SIGINT and SIGTERM leave no staging folder behind.
+
+    ``target_data``: the task is a target world and the dataset is DARA's small action-labelled target dataset
+    (``target_dataset_id``), the one dataset ever collected outside the source world; MSTT never reads it."""
     config = task.config
-    if config.role != "source":
+    if config.role != "source" and not target_data:
         raise ValueError(
             f"{config_file(config)}: variant '{config.variant}' is a {config.role} world: training data is only ever "
             "collected in the source world"
         )
+    if target_data and config.role != "target":
+        raise ValueError(f"{config_file(config)}: variant '{config.variant}' is not a target world")
     transitions = transitions or config.dataset.transitions
     seed = config.dataset.seed if seed is None else seed
     root = check_writable(default_root(out), "--out", "folder")
     root.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(root)
-    final_path = root / task.dataset_id
+    dataset_id = target_dataset_id(task) if target_data else task.dataset_id
     with sigterm_as_interrupt():
-        return _collect_into(task, transitions, seed, root, final_path, progress)
+        return _collect_into(task, transitions, seed, root, dataset_id, progress)
+
+
+def target_dataset_id(task: Task) -> str:
+    """The Minari id of DARA's target dataset of a target world: the source dataset's id with the variant added."""
+    name, _, version = task.dataset_id.rpartition("-")
+    return f"{name}-{task.config.variant}-target-{version}"
 
 
 def _collect_into(
-    task: Task, transitions: int, seed: int, root: Path, final_path: Path, progress: bool
+    task: Task, transitions: int, seed: int, root: Path, dataset_id: str, progress: bool
 ) -> DatasetSummary:
     config = task.config
+    final_path = root / dataset_id
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=root))
     try:
         start = time.perf_counter()
@@ -228,7 +241,7 @@ def _collect_into(
         try:
             with datasets_root(staging):
                 dataset = minari.create_dataset_from_buffers(
-                    dataset_id=task.dataset_id,
+                    dataset_id=dataset_id,
                     buffer=buffers,
                     env=env.spec,
                     eval_env=env.spec,
@@ -236,16 +249,15 @@ def _collect_into(
                     code_permalink="https://github.com/mstt/mstt",
                     author="mstt",
                     author_email="mstt@users.noreply.github.com",
-                    description=f"Source data of {config.task} '{config.name}' "
-                    f"(variant {config.variant}), seed {seed}.",
+                    description=f"Data of {config.task} '{config.name}' (variant {config.variant}), seed {seed}.",
                 )
                 dataset.storage.update_metadata({RECORD_KEY: dataset_record(task, transitions, seed)})
         finally:
             env.close()
-        _replace_dir(staging / task.dataset_id, final_path)
+        _replace_dir(staging / dataset_id, final_path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return DatasetSummary(task.dataset_id, final_path, transitions, len(buffers), goals, seconds)
+    return DatasetSummary(dataset_id, final_path, transitions, len(buffers), goals, seconds)
 
 
 def _replace_dir(source: Path, target: Path) -> None:
@@ -276,6 +288,14 @@ class EpisodeArrays:
     terminations: np.ndarray
     truncations: np.ndarray
 
+    def head(self, steps: int) -> EpisodeArrays:
+        """The first ``steps`` steps of the episode (all of it when it is shorter)."""
+        states = slice(0, steps + 1)
+        return EpisodeArrays(
+            self.observations[states], self.achieved_goal[states], self.desired_goal[states], self.actions[:steps],
+            self.rewards[:steps], self.terminations[:steps], self.truncations[:steps],
+        )  # fmt: skip
+
 
 def load_episodes(
     dataset_id: str, root: str | Path | None = None, expected: Mapping[str, Any] | None = None
@@ -288,8 +308,7 @@ def load_episodes(
         except (FileNotFoundError, ValueError) as err:
             where = default_root(root)
             raise FileNotFoundError(
-                f"dataset '{dataset_id}' not found under {where}: run `mstt collect CONFIG "
-                f"--out {where}` first ({err})"
+                f"dataset '{dataset_id}' not found under {where}: run `mstt collect CONFIG --out {where}` first ({err})"
             ) from None
         if expected is not None:
             _check_record(dataset, dataset_id, default_root(root), expected)

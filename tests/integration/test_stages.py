@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import mstt.agent.experiments.train as train_module
+from mstt.agent.core.config import parse_set
 from mstt.agent.experiments.experiment import load_experiment
 from mstt.agent.experiments.offline import ALL_OFFLINE_METHODS, load_offline_experiment, offline_stages, train_offline
 from mstt.agent.experiments.stages import (
@@ -23,7 +24,7 @@ from mstt.agent.experiments.stages import (
     format_report,
     train_stages,
 )
-from mstt.agent.experiments.train import train, transfer_stages
+from mstt.agent.experiments.train import Models, RunMismatchError, train, train_only, transfer_stages
 
 from repo_paths import CONFIGS, ROOT
 
@@ -119,19 +120,44 @@ def tiny_experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_transfer_stage_round_trips(tiny_experiment: Path, tmp_path: Path) -> None:
     experiment = load_experiment(tiny_experiment)
     stages = transfer_stages(experiment)
-    assert [s.name for s in stages] == ["tokenizer", "critic", "generator", "bc", "dds_skills"]
+    assert [s.name for s in stages] == [
+        "tokenizer", "critic", "generator", "bc", "dds_skills", "diffuser",
+        "dara-t1-5pct-classifiers", "dara-t1-5pct", "dara-t1-10pct-classifiers", "dara-t1-10pct",
+    ]  # fmt: skip
     run = tmp_path / "run"
     trained = train(experiment, run, progress=False)
     for stage in stages:
         assert stage.done(run), stage.name
         report = json.loads((run / "reports" / f"{stage.name}.json").read_text())
         assert tuple(report)[: len(REPORT_HEADER)] == REPORT_HEADER and report["stage"] == stage.name
-        _assert_same(getattr(trained, stage.name), stage.load(run), stage.name)
+        if not stage.name.endswith("-classifiers"):  # the classifiers only shape DARA's rewards: not kept in Models
+            _assert_same(_model(trained, stage.name), stage.load(run), stage.name)
+    # the smaller target share is a prefix of the larger
+    shares = [json.loads((run / "reports" / f"dara-t1-{n}pct.json").read_text())["target_transitions"] for n in (5, 10)]
+    assert shares == [150, 300]
     reports = {p: p.stat().st_mtime_ns for p in (run / "reports").glob("*.json")}
     again = train(experiment, run, progress=False)  # finished: loaded, nothing written
     assert {p: p.stat().st_mtime_ns for p in (run / "reports").glob("*.json")} == reports
     for stage in stages:
-        _assert_same(getattr(trained, stage.name), getattr(again, stage.name), stage.name)
+        if not stage.name.endswith("-classifiers"):
+            _assert_same(_model(trained, stage.name), _model(again, stage.name), stage.name)
+
+
+def _model(models: Models, stage: str) -> Any:
+    return models.dara[stage] if stage.startswith("dara-") else getattr(models, stage)
+
+
+def test_only_the_named_stages_train_and_a_changed_baseline_is_refused(tiny_experiment: Path, tmp_path: Path) -> None:
+    experiment = load_experiment(tiny_experiment)
+    run = tmp_path / "run"
+    models = train_only(experiment, run, ["dara-t1-5pct"], progress=False)
+    assert sorted(models) == ["dara-t1-5pct", "dara-t1-5pct-classifiers"]
+    assert sorted(p.name for p in run.iterdir() if (p / "config.json").exists()) == sorted(models)
+    with pytest.raises(ValueError, match=r"no stage\(s\) \['foo'\]"):
+        train_only(experiment, run, ["foo"], progress=False)
+    changed = load_experiment(tiny_experiment, [parse_set("dara.iql.steps=11")])
+    with pytest.raises(RunMismatchError, match="dara-t1-5pct was trained with steps=10.*steps=11"):
+        train_only(changed, run, ["dara-t1-5pct"], progress=False)
 
 
 def test_every_offline_stage_round_trips(tmp_path: Path) -> None:
