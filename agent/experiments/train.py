@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from mstt.agent.core.config import config_file
 from mstt.agent.core.io import check_writable, write_json_atomic
 from mstt.agent.experiments.experiment import Experiment, ExperimentConfig, component_config
 from mstt.agent.experiments.hub import DATA_FILE
@@ -34,6 +35,7 @@ from mstt.agent.experiments.stages import (
 )
 from mstt.agent.worlds import Task, make_task
 from mstt.agent.worlds.data import (
+    DatasetMismatchError,
     EpisodeArrays,
     collect,
     dataset_record,
@@ -270,11 +272,19 @@ def target_data(experiment: Experiment, variant: str, progress: bool) -> list[Ep
     root = experiment_root(experiment.config.data)
     transitions = round(max(settings.shares) * experiment.config.data.transitions)
     expected = dataset_record(task, transitions, settings.seed)
+    dataset_id, variant_file = target_dataset_id(task), config_file(task.config)
     try:
-        return load_episodes(target_dataset_id(task), root, expected)
+        return load_episodes(dataset_id, root, expected)
+    except DatasetMismatchError as err:
+        raise DatasetMismatchError(
+            f"{experiment.path}: dara: the target dataset of variant {variant} ({variant_file}) does not fit it: {err}"
+        ) from None
     except FileNotFoundError:
         if not experiment.config.data.collect_if_missing:
-            raise
+            raise FileNotFoundError(
+                f"{experiment.path}: dara needs target dataset '{dataset_id}' of variant {variant} ({variant_file}) "
+                f"under {root}, and data.collect_if_missing is false: set it true to collect the dataset"
+            ) from None
     check_writable(root, "data.root", "folder")
     print(f"DARA's target dataset {target_dataset_id(task)} not under {root}: collecting it")
     print(collect(task, transitions, root, settings.seed, progress, target_data=True))
