@@ -27,7 +27,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mstt.skills.checkpoint import CONFIG_NAME, WEIGHTS_NAME, HubComponent, config_from_dict, load_module_state
-from mstt.skills.temporal_unet import TemporalUNet
+from mstt.skills.temporal_unet import TemporalUNet, check_unet_shape
 from mstt.skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
 from mstt.skills.validation import require, require_device, resolve_device
 
@@ -85,22 +85,7 @@ class DiffuserConfig:
 
     def __post_init__(self) -> None:
         _check(self.horizon >= 2, "horizon", self.horizon, "must be >= 2 (a start and a goal step)")
-        _check(self.hidden >= 1, "hidden", self.hidden, "must be >= 1")
-        _check(self.depth >= 0, "depth", self.depth, "must be >= 0")
-        _check(self.kernel_size % 2 == 1 and self.kernel_size >= 1, "kernel_size", self.kernel_size, "must be odd")
-        _check(
-            self.norm_groups >= 1 and self.hidden % self.norm_groups == 0,
-            "norm_groups",
-            self.norm_groups,
-            f"must be >= 1 and divide hidden ({self.hidden})",
-        )
-        _check(self.cond_dim >= 1, "cond_dim", self.cond_dim, "must be >= 1")
-        _check(
-            self.timestep_embed_dim >= 2 and self.timestep_embed_dim % 2 == 0,
-            "timestep_embed_dim",
-            self.timestep_embed_dim,
-            "must be even and >= 2",
-        )
+        check_unet_shape(self, _check)
         _check(self.train_timesteps >= 1, "train_timesteps", self.train_timesteps, "must be >= 1")
         _check(
             1 <= self.inference_steps <= self.train_timesteps,

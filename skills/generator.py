@@ -29,7 +29,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
 from mstt.skills.checkpoint import CONFIG_NAME, WEIGHTS_NAME, HubComponent, config_from_dict, load_module_state
-from mstt.skills.temporal_unet import TemporalUNet
+from mstt.skills.temporal_unet import TemporalUNet, check_unet_shape
 from mstt.skills.training import GeneratorState, LoopSettings, make_accelerator, run_loop
 from mstt.skills.validation import require, require_device, resolve_device
 
@@ -122,22 +122,7 @@ class GeneratorConfig:
         _check(self.denoiser in DENOISERS, "denoiser", self.denoiser, f"must be one of {DENOISERS}")
         _check(self.mlp_hidden >= 1, "mlp_hidden", self.mlp_hidden, "must be >= 1")
         _check(self.mlp_blocks >= 1, "mlp_blocks", self.mlp_blocks, "must be >= 1")
-        _check(self.hidden >= 1, "hidden", self.hidden, "must be >= 1")
-        _check(self.depth >= 0, "depth", self.depth, "must be >= 0")
-        _check(self.kernel_size % 2 == 1, "kernel_size", self.kernel_size, "must be odd (and >= 1)")
-        _check(
-            self.norm_groups >= 1 and self.hidden % self.norm_groups == 0,
-            "norm_groups",
-            self.norm_groups,
-            f"must be >= 1 and divide hidden ({self.hidden})",
-        )
-        _check(self.cond_dim >= 1, "cond_dim", self.cond_dim, "must be >= 1")
-        _check(
-            self.timestep_embed_dim >= 2 and self.timestep_embed_dim % 2 == 0,
-            "timestep_embed_dim",
-            self.timestep_embed_dim,
-            "must be even and >= 2",
-        )
+        check_unet_shape(self, _check)
         _check(self.train_timesteps >= 1, "train_timesteps", self.train_timesteps, "must be >= 1")
         _check(
             1 <= self.inference_steps <= self.train_timesteps,

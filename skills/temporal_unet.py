@@ -6,7 +6,8 @@ denoiser over H-step windows and the Diffuser baseline's over whole routes.
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,26 @@ class UNetShape(Protocol):
     norm_groups: int
     cond_dim: int
     timestep_embed_dim: int
+
+
+def check_unet_shape(config: UNetShape, check: Callable[[bool, str, Any, str], None]) -> None:
+    """Validate the U-Net fields of ``config`` with its own ``check(ok, field, value, rule)``."""
+    check(config.hidden >= 1, "hidden", config.hidden, "must be >= 1")
+    check(config.depth >= 0, "depth", config.depth, "must be >= 0")
+    check(config.kernel_size % 2 == 1, "kernel_size", config.kernel_size, "must be odd (and >= 1)")
+    check(
+        config.norm_groups >= 1 and config.hidden % config.norm_groups == 0,
+        "norm_groups",
+        config.norm_groups,
+        f"must be >= 1 and divide hidden ({config.hidden})",
+    )
+    check(config.cond_dim >= 1, "cond_dim", config.cond_dim, "must be >= 1")
+    check(
+        config.timestep_embed_dim >= 2 and config.timestep_embed_dim % 2 == 0,
+        "timestep_embed_dim",
+        config.timestep_embed_dim,
+        "must be even and >= 2",
+    )
 
 
 class _ConvBlock(nn.Sequential):
