@@ -48,7 +48,12 @@ class DiffuserConfig:
     """Every hyper-parameter of the Diffuser baseline (defaults: the authors' maze2d settings where the CPU allows)."""
 
     horizon: int = 384
-    """Steps per planned trajectory: at least a route's length in the data's steps (maze2d-large used 384)."""
+    """Points per planned trajectory; with ``stride`` they span (horizon - 1) * stride + 1 env steps, which should
+    be at least a route's length in the data's steps (maze2d-large used 384 points at stride 1)."""
+    stride: int = 1
+    """Env steps between planned points. Diffuser planned every step (1); a stride k > 1 diffuses every k-th state
+    of the data's windows (a k times shorter sequence for the same span) and ``plan`` fills the steps between the
+    points by linear interpolation: what a CPU can train in minutes instead of a GPU in days."""
     hidden: int = 32
     """U-Net channels of the first level (maze2d: dim 32)."""
     depth: int = 3
@@ -85,6 +90,7 @@ class DiffuserConfig:
 
     def __post_init__(self) -> None:
         _check(self.horizon >= 2, "horizon", self.horizon, "must be >= 2 (a start and a goal step)")
+        _check(self.stride >= 1, "stride", self.stride, "must be >= 1")
         check_unet_shape(self, _check)
         _check(self.train_timesteps >= 1, "train_timesteps", self.train_timesteps, "must be >= 1")
         _check(
@@ -147,6 +153,11 @@ class Diffuser(HubComponent):
         return self.state_dim + self.action_dim
 
     @property
+    def span(self) -> int:
+        """Env steps a plan covers: (horizon - 1) * stride + 1."""
+        return (self.config.horizon - 1) * self.config.stride + 1
+
+    @property
     def positions(self) -> slice:
         return slice(self.config.pos_start, self.config.pos_stop)
 
@@ -189,8 +200,9 @@ class Diffuser(HubComponent):
 
     @torch.no_grad()
     def plan(self, states: Tensor, goals: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """(B, S) current observations and (B, P) goal positions -> (B, H, S + A) planned trajectories in world
-        units, from the start state to the goal, sampled with DDIM over the EMA weights."""
+        """(B, S) current observations and (B, P) goal positions -> (B, span, S + A) planned trajectories in world
+        units, one row per env step from the start state to the goal, sampled with DDIM over the EMA weights (the
+        points between a strided plan's are interpolated)."""
         states = states.to(self.device, self.traj_min.dtype)
         goals = goals.to(self.device, self.traj_min.dtype)
         if states.shape[-1] != self.state_dim or goals.shape[-1] != self.config.pos_stop - self.config.pos_start:
@@ -211,7 +223,11 @@ class Diffuser(HubComponent):
             out = self.ema.module(x, t_batch, empty)
             x = self.plan_scheduler.step(out, t, x, generator=generator).prev_sample
             x = torch.where(known, values, x)
-        return self.unnormalise(x)
+        plan = self.unnormalise(x)
+        if self.config.stride == 1:
+            return plan
+        steps = F.interpolate(plan.transpose(1, 2), size=self.span, mode="linear", align_corners=True)
+        return steps.transpose(1, 2)
 
     def checkpoint_extra(self) -> dict[str, Any]:
         return {"state_dim": self.state_dim, "action_dim": self.action_dim}
@@ -250,8 +266,12 @@ class TrajectoryData:
     state_dim: int
 
     @classmethod
-    def from_episodes(cls, episodes: Sequence[Mapping[str, np.ndarray]], horizon: int) -> TrajectoryData:
-        """Episodes with "observations" (T + 1, S) and "actions" (T, A)."""
+    def from_episodes(
+        cls, episodes: Sequence[Mapping[str, np.ndarray]], horizon: int, stride: int = 1
+    ) -> TrajectoryData:
+        """Episodes with "observations" (T + 1, S) and "actions" (T, A); windows of ``horizon`` points ``stride``
+        steps apart."""
+        span = (horizon - 1) * stride + 1
         parts, starts, offset = [], [], 0
         state_dim = 0
         for index, episode in enumerate(episodes):
@@ -262,12 +282,12 @@ class TrajectoryData:
                 )
             state_dim = obs.shape[1]
             parts.append(np.concatenate([obs[:-1], act], axis=1))
-            count = act.shape[0] - horizon + 1
+            count = act.shape[0] - span + 1
             if count > 0:
                 starts.append(offset + np.arange(count))
             offset += act.shape[0]
         if not starts:
-            raise ValueError(f"no episode is long enough for a trajectory of horizon {horizon}")
+            raise ValueError(f"no episode is long enough for a trajectory of horizon {horizon} (stride {stride})")
         return cls(np.concatenate(parts).astype(np.float32), np.concatenate(starts), state_dim)
 
 
@@ -287,12 +307,12 @@ def train_diffuser(
     settings: LoopSettings | None = None,
 ) -> tuple[Diffuser, DiffuserReport]:
     """Train Diffuser on every H-step window of the episodes (resumable through ``settings``)."""
-    data = TrajectoryData.from_episodes(episodes, config.horizon)
+    data = TrajectoryData.from_episodes(episodes, config.horizon, config.stride)
     accelerator = make_accelerator(config.device)
     device = accelerator.device
     steps = torch.as_tensor(data.steps, device=device)
     starts = torch.as_tensor(data.starts, device=device)
-    offsets = torch.arange(config.horizon, device=device)
+    offsets = torch.arange(config.horizon, device=device) * config.stride
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)

@@ -93,3 +93,16 @@ def test_plans_refuse_goals_of_another_size(trained: tuple[Diffuser, list[float]
     diffuser, _ = trained
     with pytest.raises(ValueError, match="goals"):
         diffuser.plan(torch.zeros(1, 4), torch.zeros(1, 3))
+
+
+def test_a_strided_plan_fills_every_step_between_its_points() -> None:
+    config = DiffuserConfig(**{**vars(TINY), "horizon": 5, "stride": 3, "steps": 0})
+    diffuser = train_diffuser(_line_episodes(4, 30, 0), config, settings=LoopSettings(progress=False))[0]
+    states, goals = torch.tensor([[0.1, 0.2, 0.0, 0.0]]), torch.tensor([[0.4, -0.2]])
+    plan = diffuser.plan(states, goals, generator=torch.Generator().manual_seed(0))
+    assert plan.shape == (1, diffuser.span, 6) and diffuser.span == 13
+    torch.testing.assert_close(plan[0, 0, :4], states[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(plan[0, -1, :2], goals[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(plan[0, 1], (2 * plan[0, 0] + plan[0, 3]) / 3, atol=1e-5, rtol=0)  # linear in between
+    data = TrajectoryData.from_episodes(_line_episodes(2, 20, 0), 5, 3)
+    assert len(data.starts) == 2 * (20 - 13 + 1)
