@@ -1,7 +1,7 @@
-"""Pinhole calibration of MuJoCo's free camera: world points <-> pixel coordinates, both ways.
+"""Camera calibrations: MuJoCo's free camera (pinhole) and an orthographic top-down map, world points <-> pixels.
 
-Perception (VLM demos, pixel-only state estimation) converts between image and world through this
-one object, so a demo read off a picture lands exactly where the simulator would draw it.
+Perception (VLM demos, pixel-only state estimation) converts between image and world through these
+objects, so a demo read off a picture lands exactly where the simulator would draw it.
 """
 
 from __future__ import annotations
@@ -75,3 +75,51 @@ class FreeCamera:
             raise ValueError("a pixel ray is parallel to the plane")
         scale = (plane_z - position[2]) / rays[:, 2]
         return position[None] + scale[:, None] * rays
+
+
+@dataclass(frozen=True)
+class TopDownMap:
+    """An orthographic top-down map of a floor: world (x, z) <-> pixel (u right, v down), exactly.
+
+    The map shows x growing to the right and z growing downwards (north, small z, at the top), over the window
+    [x0, x1] x [z0, z1] that fills the image; pixel i spans [i, i+1).
+    """
+
+    x0: float
+    x1: float
+    z0: float
+    z1: float
+    width: int
+    height: int
+
+    @classmethod
+    def framing(cls, extent: tuple[float, float, float, float], margin: float, width: int, height: int) -> TopDownMap:
+        """The window a renderer shows for a floor of ``extent`` (min x, min z, max x, max z): the extent grown by
+        ``margin`` on every side, then widened along one axis, about its centre, to the image's aspect ratio."""
+        x0, z0, x1, z1 = extent[0] - margin, extent[1] - margin, extent[2] + margin, extent[3] + margin
+        aspect, image_aspect = (x1 - x0) / (z1 - z0), width / height
+        if aspect > image_aspect:
+            grow = (x1 - x0) / image_aspect - (z1 - z0)
+            z0, z1 = z0 - grow / 2, z1 + grow / 2
+        elif aspect < image_aspect:
+            grow = (z1 - z0) * image_aspect - (x1 - x0)
+            x0, x1 = x0 - grow / 2, x1 + grow / 2
+        return cls(x0, x1, z0, z1, width, height)
+
+    @property
+    def pixels_per_metre(self) -> float:
+        return self.width / (self.x1 - self.x0)
+
+    def world_to_pixel(self, points: np.ndarray) -> np.ndarray:
+        """(N, 2) floor points (x, z) -> (N, 2) pixel coordinates (u, v)."""
+        points = np.atleast_2d(np.asarray(points, dtype=np.float64))
+        u = (points[:, 0] - self.x0) * self.width / (self.x1 - self.x0)
+        v = (points[:, 1] - self.z0) * self.height / (self.z1 - self.z0)
+        return np.stack([u, v], axis=-1)
+
+    def pixel_to_world(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, 2) pixel coordinates (u, v) -> (N, 2) floor points (x, z)."""
+        pixels = np.atleast_2d(np.asarray(pixels, dtype=np.float64))
+        x = self.x0 + pixels[:, 0] * (self.x1 - self.x0) / self.width
+        z = self.z0 + pixels[:, 1] * (self.z1 - self.z0) / self.height
+        return np.stack([x, z], axis=-1)

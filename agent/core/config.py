@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 Cell = tuple[int, int]
 Vec3 = tuple[float, float, float]
@@ -185,10 +185,146 @@ class FetchConfig(_Strict):
         return self
 
 
-TaskConfig = MazeConfig | FetchConfig
-_CONFIG_TYPES: dict[str, type[MazeConfig] | type[FetchConfig]] = {
+HOUSE_COLOURS = ("blue", "green", "grey", "purple", "red", "yellow")
+"""The colours MiniWorld draws boxes, balls and keys in (miniworld.entity.COLORS)."""
+HouseColour = Literal["blue", "green", "grey", "purple", "red", "yellow"]
+Point2 = tuple[float, float]
+"""A point on the house's floor: (x, z) in metres (MiniWorld's floor is the x-z plane)."""
+Metres = Annotated[float, Field(gt=0)]
+
+
+def _span(value: tuple[float, float]) -> tuple[float, float]:
+    if not value[0] < value[1]:
+        raise ValueError(f"[{value[0]}, {value[1]}] is empty: the first bound must be below the second")
+    return value
+
+
+Span = Annotated[tuple[float, float], AfterValidator(_span)]
+"""[low, high] along one floor axis, metres."""
+
+
+class HouseRoom(_Strict):
+    """An axis-aligned rectangular room (a hallway is a long, thin room)."""
+
+    name: str
+    x: Span
+    z: Span
+    floor: str = "floor_tiles_bw"
+    """MiniWorld floor texture (a file name in miniworld/textures without its _N suffix: wood, marble, ...)."""
+    wall: str = "concrete"
+    """MiniWorld wall texture."""
+
+
+class HouseDoorway(_Strict):
+    """An opening in the wall two rooms share."""
+
+    rooms: tuple[str, str]
+    at: float
+    """Centre of the opening along the shared wall: world x for a wall of constant z, world z for one of constant x."""
+    width: Metres = 1.2
+    closed: bool = False
+    """A closed doorway is a wall: target variants close routes with it."""
+
+
+class HouseBox(_Strict):
+    """Furniture: a box the agent cannot pass through."""
+
+    name: str | None = None
+    at: Point2
+    """Centre of its footprint."""
+    size: tuple[Metres, Metres]
+    """Footprint (along x, along z)."""
+    height: Metres = 0.8
+    colour: HouseColour = "grey"
+
+
+class HouseObject(_Strict):
+    """A coloured object a goal can name ("the red ball"). It marks a place; the agent does not collide with it."""
+
+    name: str
+    kind: Literal["ball", "box", "key"]
+    colour: HouseColour
+    at: Point2
+
+
+class HouseZone(_Strict):
+    """A forbidden floor rectangle (a wet floor): cost = steps with the agent's centre inside, failure = entered."""
+
+    name: str
+    x: Span
+    z: Span
+
+
+class HouseStart(_Strict):
+    """Where a target variant's episodes start."""
+
+    room: str
+    at: Point2
+    heading: float = 0.0
+    """Degrees from the +x axis towards +z: the agent faces (cos, sin) of it in (x, z)."""
+
+
+class HouseDatasetConfig(_Strict):
+    """How the source dataset is generated, the D4RL way: one never-reset stream of a noisy scripted expert that
+    walks the room graph to random goals, cut into episodes."""
+
+    transitions: Steps = 500_000
+    random_action_prob: Annotated[float, Field(ge=0, le=1)] = 0.2
+    """Probability that a step takes a uniformly random action instead of the expert's (the discrete counterpart of
+    D4RL's Gaussian action noise)."""
+    waypoint_jitter: Annotated[float, Field(ge=0, lt=0.5)] = 0.2
+    """Each intermediate waypoint is shifted by U(-jitter, jitter) metres per axis where the route stays clear."""
+    episode_steps: Steps = 1000
+    """The never-reset stream is cut into episodes of this length (marked as truncations)."""
+    seed: int = 0
+    dataset_id: str | None = None
+    """Minari id; default derived from the config name ('mstt/house-<name>-v0')."""
+
+
+class EgocentricConfig(_Strict):
+    """Size of the agent's egocentric RGB frame (MiniWorld's obs_width / obs_height)."""
+
+    width: Annotated[int, Field(gt=15)] = 80
+    height: Annotated[int, Field(gt=15)] = 60
+
+
+class HouseConfig(_Strict):
+    """One house variant on MiniWorld: rooms, doorways, furniture, goal objects, forbidden zones, start and goal.
+
+    Checks across fields (rooms overlap, a doorway leads nowhere, a name that does not exist) run in HouseLayout
+    (agent/core/house_layout.py), which names the field and value."""
+
+    task: Literal["house"]
+    name: str
+    variant: str
+    role: Literal["source", "target"]
+    rooms: Annotated[list[HouseRoom], Field(min_length=1)]
+    doorways: list[HouseDoorway] = []
+    boxes: list[HouseBox] = []
+    objects: list[HouseObject] = []
+    zones: list[HouseZone] = []
+    start: HouseStart | None = None
+    goal: str | Point2 | None = None
+    """An object's name or an (x, z) point; with start, the variant's fixed task (None: random, as in the source)."""
+    episode_steps: Steps = 500
+    world: str | None = None
+    """The variant whose walls this one has, when it is a new task in that world: demos of that world apply here."""
+    reversible: bool = True
+    """Walking a route backwards is walking it forwards from the other end."""
+    demo_clip_depth: Annotated[float, Field(ge=0, lt=0.4)] = 0.1
+    """How far (metres) a demo segment may pass inside the agent's clearance of a wall, a box or a zone and still be
+    accepted, with a warning."""
+    dataset: HouseDatasetConfig = HouseDatasetConfig()
+    render: RenderConfig = RenderConfig()
+    """Size of the top-down map picture."""
+    egocentric: EgocentricConfig = EgocentricConfig()
+
+
+TaskConfig = MazeConfig | FetchConfig | HouseConfig
+_CONFIG_TYPES: dict[str, type[MazeConfig] | type[FetchConfig] | type[HouseConfig]] = {
     "maze": MazeConfig,
     "fetch": FetchConfig,
+    "house": HouseConfig,
 }
 
 

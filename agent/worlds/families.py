@@ -12,11 +12,13 @@ from typing import Any
 from mstt.agent.core.config import ConfigError, TaskConfig, read_task_config
 from mstt.agent.worlds.base import Task
 from mstt.agent.worlds.fetch import FetchTask, validate_fetch_config
+from mstt.agent.worlds.house import HouseTask, validate_house_config
 from mstt.agent.worlds.maze import MazeTask, validate_maze_config
 
 FAMILIES: dict[str, tuple[Callable[[Any], Task], Callable[[Any], None]]] = {
     "maze": (MazeTask, validate_maze_config),
     "fetch": (FetchTask, validate_fetch_config),
+    "house": (HouseTask, validate_house_config),
 }
 """task name -> (the Task class, the checks that need the family's own knowledge)."""
 

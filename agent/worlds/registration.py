@@ -24,7 +24,7 @@ from mstt.agent.worlds.families import load_config, make_task, validate_config
 NAMESPACE = "mstt"
 VERSION = 0
 """The version every id carries; a change that alters what an existing id's env does is a new version."""
-ENV_NAMES = {"maze": "PointMaze", "fetch": "FetchReach"}
+ENV_NAMES = {"maze": "PointMaze", "fetch": "FetchReach", "house": "MiniWorld"}
 """task -> the first part of its ids: the gymnasium-robotics env the family runs on (another family: its task name)."""
 SHIPPED_VARIANTS = (
     "maze/source.yaml",
@@ -45,6 +45,10 @@ SHIPPED_VARIANTS = (
     "maze/tasks/t3_mid_start.yaml",
     "fetch/source.yaml",
     "fetch/zone.yaml",
+    "house/source.yaml",
+    "house/blocked.yaml",
+    "house/zone.yaml",
+    "house/holdout.yaml",
 )
 """The variant configs (relative to the packaged configs/) registered on import; a test checks that it names every
 YAML there that loads as a variant. Listed rather than found, so import reads no experiment config."""

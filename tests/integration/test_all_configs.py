@@ -19,6 +19,7 @@ from mstt.agent.core.config import (
     ABLATIONS_FILE,
     ConfigError,
     FetchConfig,
+    HouseConfig,
     MazeConfig,
     _read_yaml,
     command_line_overrides,
@@ -70,7 +71,7 @@ def _load(path: Path, **options: Any) -> Experiment | OfflineExperiment:
 def test_every_yaml_under_configs_loads_with_its_loader(name: str) -> None:
     kind = _kind(name)
     if kind == "variant":
-        assert isinstance(load_config(CONFIGS / name), (MazeConfig, FetchConfig))
+        assert isinstance(load_config(CONFIGS / name), (MazeConfig, FetchConfig, HouseConfig))
     elif kind in EXPERIMENT_LOADERS:
         experiment = EXPERIMENT_LOADERS[kind](CONFIGS / name)
         assert len(experiment.fingerprint()) == 16 and experiment.overrides == ()
