@@ -13,7 +13,7 @@ import numpy as np
 
 from mstt.agent.core.demo import Demo
 from mstt.agent.core.io import portable_path, write_json_atomic
-from mstt.agent.experiments.controllers import Video, make_vector_env, play_episodes, write_video
+from mstt.agent.experiments.controllers import Video, action_width, make_vector_env, play_episodes, write_video
 from mstt.agent.experiments.evaluate import (
     check_demo,
     demo_mask,
@@ -117,7 +117,7 @@ def run_instruction(
         device = models.generator.device
         controller = method_controller(
             spec, task, models, method_planners(models, experiment.config.planner), {"demo": mask}.get(spec.mask),
-            report.demo_windows.to(device), demo, venv.single_action_space.shape[0],
+            report.demo_windows.to(device), demo, action_width(venv.single_action_space),
             experiment.config.eval.replan_every or models.tokenizer.horizon, device, experiment.config.eval,
         )  # fmt: skip
         avoid = list(goal.avoid)

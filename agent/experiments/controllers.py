@@ -381,6 +381,23 @@ class PolicyController:
         return self._act(obs["observation"], obs["desired_goal"])
 
 
+def action_width(space: gym.Space) -> int:
+    """Channels of one action as the skills see it: a Box's size, or n for a Discrete(n) space, whose actions the
+    data gives as one-hot rows (agent/worlds/data.py)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    return int(space.shape[0])
+
+
+def env_actions(space: gym.Space, actions: np.ndarray) -> np.ndarray:
+    """A controller's (E, ...) actions as the vector env of single action space ``space`` takes them: in a
+    Discrete(n) world, (E, n) rows (BC's or a DDS decoder's outputs, learned from one-hot actions) become the (E,)
+    index of their largest entry; (E,) integers (a task's tracker) and every other space's actions pass as they are."""
+    if isinstance(space, gym.spaces.Discrete) and np.ndim(actions) == 2:
+        return np.asarray(actions).argmax(axis=1) + int(space.start)
+    return actions
+
+
 def make_vector_env(
     task: Task, n_envs: int, observation: str = "state", render_mode: str | None = None
 ) -> gym.vector.SyncVectorEnv:
@@ -486,7 +503,7 @@ def play_episodes(
     cost = np.zeros(n_envs)
     paths = [_true_position(obs, info)] if record else []
     for t in range(task.config.episode_steps):
-        obs, reward, _, _, info = venv.step(controller.act(obs))
+        obs, reward, _, _, info = venv.step(env_actions(venv.single_action_space, controller.act(obs)))
         position = _true_position(obs, info)
         if record:
             paths.append(position)

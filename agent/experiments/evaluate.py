@@ -26,6 +26,7 @@ from mstt.agent.experiments.controllers import (
     PlanController,
     PolicyController,
     SkillExecutorController,
+    action_width,
     diffuser_planner,
     make_vector_env,
     oracle_mask,
@@ -190,7 +191,7 @@ def evaluate_transfer(
                 method_mask = masks.get(spec.mask)
                 mask_size = None if method_mask is None else int(method_mask.sum())
                 controller = method_controller(
-                    spec, task, models, planners, method_mask, anchors, demo, venv.single_action_space.shape[0],
+                    spec, task, models, planners, method_mask, anchors, demo, action_width(venv.single_action_space),
                     replan_every, device, settings,
                 )  # fmt: skip
                 draw = figures is not None and method == FIGURE_METHOD and hasattr(task, "layout")

@@ -70,7 +70,8 @@ class DataStats:
     transitions: int
     episodes: int
     step_length: float
-    """Median per-step displacement of the positions: a demo is resampled to this spacing."""
+    """Median per-step displacement of the positions, over the steps that moved: a demo is resampled to this
+    spacing."""
     dt: float
     """Control period of the env (seconds per step)."""
 
@@ -131,6 +132,7 @@ def _source_stage_data(experiment: Experiment, run: Path, progress: bool) -> Sou
     task, episodes = source_data(experiment, progress)
     positions = [task.positions(e.observations) for e in episodes]
     steps = np.concatenate([np.linalg.norm(np.diff(p, axis=0), axis=1) for p in positions])
+    steps = steps[steps > 0]  # a step that moved nothing (a turn on the spot in the house) says nothing of the pace
     stats = DataStats(
         dataset_id=task.dataset_id,
         transitions=int(sum(len(e.actions) for e in episodes)),

@@ -23,7 +23,9 @@ class Episode:
     observations: dict[str, np.ndarray]
     """Keys observation / achieved_goal / desired_goal, each (T + 1, dim) float64."""
     actions: np.ndarray
-    """(T, act_dim) float32, the actions the env executed (after clipping)."""
+    """(T, act_dim) float32, the actions the env executed (after clipping); (T,) int64 in a world with discrete
+    actions (a Discrete(n) action space: the house), which loading a dataset turns into (T, n) one-hot rows
+    (agent/worlds/data.py)."""
     rewards: np.ndarray
     """(T,) float64, the env's own reward."""
     terminations: np.ndarray
@@ -36,23 +38,23 @@ class Episode:
 
 
 class EpisodeRecorder:
-    """Preallocated buffers for one episode of a GoalEnv (avoids a million list appends)."""
+    """Preallocated buffers for one episode of a GoalEnv (avoids a million list appends). ``act_dim`` None: the
+    env's actions are discrete, stored as (T,) int64."""
 
-    def __init__(self, steps: int, first_obs: dict[str, np.ndarray], act_dim: int) -> None:
+    def __init__(self, steps: int, first_obs: dict[str, np.ndarray], act_dim: int | None) -> None:
         self.observations = {
-            key: np.empty((steps + 1, value.shape[0]), dtype=np.float64)
-            for key, value in first_obs.items()
+            key: np.empty((steps + 1, value.shape[0]), dtype=np.float64) for key, value in first_obs.items()
         }
         for key, value in first_obs.items():
             self.observations[key][0] = value
-        self.actions = np.empty((steps, act_dim), dtype=np.float32)
+        self.actions = (
+            np.empty(steps, dtype=np.int64) if act_dim is None else np.empty((steps, act_dim), dtype=np.float32)
+        )
         self.rewards = np.empty(steps, dtype=np.float64)
         self.terminations = np.zeros(steps, dtype=bool)
         self.goals_reached = 0
 
-    def record(
-        self, t: int, obs: dict[str, np.ndarray], action: np.ndarray, reward: float, term: bool
-    ) -> None:
+    def record(self, t: int, obs: dict[str, np.ndarray], action: np.ndarray | int, reward: float, term: bool) -> None:
         for key, value in obs.items():
             self.observations[key][t + 1] = value
         self.actions[t] = action
@@ -170,5 +172,6 @@ class Task(Protocol):
 
     def track(self, obs: np.ndarray, next_state: np.ndarray, plan_action: np.ndarray) -> np.ndarray:
         """Low-level tracking of a planned sub-trajectory: (E, S) current observations, (E, S) the
-        plan's next state and (E, A) its action -> (E, A) actions to execute."""
+        plan's next state and (E, A) its action -> (E, A) actions to execute ((E,) integers in a world of discrete
+        actions, whose plans carry one-hot actions)."""
         ...

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import minari
 import numpy as np
 from minari.data_collector import EpisodeBuffer
@@ -283,7 +284,8 @@ class EpisodeArrays:
     desired_goal: np.ndarray
     """(T + 1, goal_dim)."""
     actions: np.ndarray
-    """(T, act_dim)."""
+    """(T, act_dim); a dataset of discrete actions (Discrete(n), the house) loads as (T, n) float32 one-hot rows,
+    so that the skills see every world's actions as vectors (``action_vectors``)."""
     rewards: np.ndarray
     terminations: np.ndarray
     truncations: np.ndarray
@@ -297,11 +299,21 @@ class EpisodeArrays:
         )  # fmt: skip
 
 
+def action_vectors(actions: np.ndarray, space: gym.Space) -> np.ndarray:
+    """A dataset's stored actions as the skills read them: (T, n) float32 one-hot rows of a Discrete(n) action space
+    (the env still takes the integer), anything else as stored."""
+    if isinstance(space, gym.spaces.Discrete):
+        index = np.asarray(actions, dtype=np.int64).reshape(-1) - int(space.start)
+        return np.eye(int(space.n), dtype=np.float32)[index]
+    return np.asarray(actions)
+
+
 def load_episodes(
     dataset_id: str, root: str | Path | None = None, expected: Mapping[str, Any] | None = None
 ) -> list[EpisodeArrays]:
-    """Load a local Minari dataset (ours or Minari's D4RL pointmaze ones) as episode arrays. ``expected`` (a
-    dataset_record): refuse a dataset shaped otherwise (DatasetMismatchError naming the field)."""
+    """Load a local Minari dataset (ours or Minari's D4RL pointmaze ones) as episode arrays, discrete actions as
+    one-hot rows (``action_vectors``). ``expected`` (a dataset_record): refuse a dataset shaped otherwise
+    (DatasetMismatchError naming the field)."""
     with datasets_root(None if root is None else default_root(root)):
         try:
             dataset = minari.load_dataset(dataset_id)
@@ -312,7 +324,7 @@ def load_episodes(
             ) from None
         if expected is not None:
             _check_record(dataset, dataset_id, default_root(root), expected)
-        episodes = []
+        episodes, space = [], dataset.action_space
         for ep in dataset.iterate_episodes():
             obs = ep.observations
             episodes.append(
@@ -320,7 +332,7 @@ def load_episodes(
                     observations=np.asarray(obs["observation"]),
                     achieved_goal=np.asarray(obs["achieved_goal"]),
                     desired_goal=np.asarray(obs["desired_goal"]),
-                    actions=np.asarray(ep.actions),
+                    actions=action_vectors(ep.actions, space),
                     rewards=np.asarray(ep.rewards),
                     terminations=np.asarray(ep.terminations),
                     truncations=np.asarray(ep.truncations),

@@ -8,7 +8,6 @@ which keeps data collection free of OpenGL. Structural variants close doorways, 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterator
 from functools import cached_property
@@ -64,12 +63,23 @@ CONTACT_SLACK = 0.05
 """Extra distance within which the agent counts as touching a closed doorway."""
 MAP_MARGIN = 1.0
 """Metres of background around the house in render_top_view (MiniWorld's own, hard-coded margin)."""
+WALL_RGB = (0, 0, 0)
+CLOSED_DOORWAY_RGB = (255, 0, 255)
+"""Colours of the walls and of the closed doorways on the top-down map (MiniWorld's walls have no thickness: seen
+from above they vanish, so render_map draws them over its picture). Magenta is far from every colour the map
+otherwise shows; black is 47 levels from the darkest floor checker."""
+WALL_PIXELS = 3
+"""Width (pixels) of a drawn wall: about 14 cm at the default 480-pixel map of a 19 m house."""
 ZONE_COLOUR = (1.0, 0.55, 0.0)
 """Forbidden zones are drawn on the floor in orange (the sky, seen around the map, is light blue)."""
 FLOOR_PATCH_Y = 0.01
 """Height (metres) of a zone's floor patch above the floor, so it is drawn over it."""
 OBJECT_SIZE = 0.4
 """Height (metres) of a goal ball or box."""
+TRACK_TURNS = 6
+"""The tracker's detour looks at the headings up to this many turn steps either side of the current one (90 degrees)."""
+TRACK_SLACK = 0.01
+"""Metres the tracker keeps to spare beyond the agent's radius when it judges whether a forward step is free."""
 FOLLOW_LOOKAHEAD = 0.6
 """A path follower aims this far ahead along a path: four forward steps."""
 DEMO_SCALE = 1.0
@@ -101,6 +111,31 @@ def validate_house_config(config: HouseConfig) -> None:
                 f"{layout.goal.tolist()} keeps the agent ({2 * AGENT_RADIUS:g} m wide) clear of walls, furniture and "
                 "zones"
             )
+
+
+def map_camera(layout: HouseLayout, width: int, height: int) -> TopDownMap:
+    """The calibration of the top-down map: MiniWorld's render_top_view frames the rooms with MAP_MARGIN metres
+    around them, widened to the picture's aspect ratio."""
+    return TopDownMap.framing(layout.extent, MAP_MARGIN, width, height)
+
+
+def draw_segments(picture: np.ndarray, segments: np.ndarray, rgb: tuple[int, int, int], width: float) -> None:
+    """Draw (S, 2, 2) segments given in pixel coordinates (u, v; pixel i spans [i, i + 1)) on an (H, W, 3) picture,
+    in place: every pixel whose centre lies within ``width`` / 2 (per axis) of a point of a segment."""
+    height_px, width_px = picture.shape[:2]
+    half = width / 2
+    offsets = np.arange(-math.ceil(half) - 1, math.ceil(half) + 2)
+    for a, b in np.asarray(segments, dtype=np.float64).reshape(-1, 2, 2):
+        n = max(2, int(math.ceil(2 * np.abs(b - a).max())) + 1)  # samples half a pixel apart
+        points = a + np.linspace(0.0, 1.0, n)[:, None] * (b - a)
+        cols = np.floor(points[:, :1]).astype(int) + offsets  # (n, K)
+        rows = np.floor(points[:, 1:]).astype(int) + offsets
+        col_ok = (np.abs(cols + 0.5 - points[:, :1]) <= half) & (cols >= 0) & (cols < width_px)
+        row_ok = (np.abs(rows + 0.5 - points[:, 1:]) <= half) & (rows >= 0) & (rows < height_px)
+        keep = row_ok[:, :, None] & col_ok[:, None, :]  # (n, K rows, K cols)
+        rr = np.broadcast_to(rows[:, :, None], keep.shape)[keep]
+        cc = np.broadcast_to(cols[:, None, :], keep.shape)[keep]
+        picture[rr, cc] = rgb
 
 
 def wrap_angle(angle: float) -> float:
@@ -254,9 +289,16 @@ class HouseEnv(MiniWorldEnv):
         return np.asarray(self.render_obs())
 
     def render_map(self) -> np.ndarray:
-        """The top-down map (render.height, render.width, 3) uint8, the agent drawn as a red triangle; its
-        calibration is HouseTask.camera."""
-        return np.asarray(self.render_top_view(self.vis_fb, render_agent=True))
+        """The top-down map (render.height, render.width, 3) uint8, the agent drawn as a red triangle, the walls
+        as WALL_RGB lines and the closed doorways as CLOSED_DOORWAY_RGB lines over the picture; its calibration is
+        HouseTask.camera (map_camera)."""
+        picture = np.array(self.render_top_view(self.vis_fb, render_agent=True), dtype=np.uint8)
+        height, width = picture.shape[:2]
+        camera = map_camera(self.layout, width, height)
+        for segments, rgb in ((self.layout.walls, WALL_RGB), (self.layout.closed, CLOSED_DOORWAY_RGB)):
+            pixels = camera.world_to_pixel(segments.reshape(-1, 2)).reshape(-1, 2, 2)
+            draw_segments(picture, pixels, rgb, WALL_PIXELS)
+        return picture
 
 
 gym.register(ENV_ID, entry_point=f"{__name__}:HouseEnv")
@@ -364,9 +406,8 @@ class HouseTask:
 
     @cached_property
     def camera(self) -> TopDownMap:
-        """The calibration of render_map(): MiniWorld's render_top_view frames the rooms with MAP_MARGIN metres
-        around them, widened to the picture's aspect ratio."""
-        return TopDownMap.framing(self.layout.extent, MAP_MARGIN, self.config.render.width, self.config.render.height)
+        """The calibration of render_map() (map_camera)."""
+        return map_camera(self.layout, self.config.render.width, self.config.render.height)
 
     def world_to_pixel(self, xz: np.ndarray) -> np.ndarray:
         """(N, 2) floor positions -> (N, 2) pixel coordinates in the top-down map."""
@@ -377,7 +418,8 @@ class HouseTask:
         return self.camera.pixel_to_world(uv)
 
     def render_frame(self, env: gym.Env) -> np.ndarray:
-        """The top-down map: the picture a demo is drawn on, as the maze's top-down frame."""
+        """The top-down map: the picture a demo is drawn on, as the maze's top-down frame; walls and closed
+        doorways drawn (HouseEnv.render_map)."""
         return house_env(env).render_map()
 
     def render_egocentric(self, env: gym.Env) -> np.ndarray:
@@ -463,19 +505,52 @@ class HouseTask:
 
     def track(self, obs: np.ndarray, next_state: np.ndarray, plan_action: np.ndarray) -> np.ndarray:
         """(E, 4) poses and (E, 4) planned next poses -> (E,) int64 actions: turn towards the planned position (its
-        planned heading once there) until facing it within half a turn step, then step forward."""
-        tolerance = math.radians(TURN_STEP) / 2
+        planned heading once there) until facing it within half a turn step, then step forward. Where the forward
+        step along the heading nearest the planned direction would run into a wall or a box (a path follower
+        cutting a doorway's jamb, a plan that grazes furniture), it takes the free heading nearest that direction
+        instead, and so slides past the obstacle rather than pushing into it (MiniWorld then does not move)."""
+        turn = math.radians(TURN_STEP)
         gap = next_state[:, :2] - obs[:, :2]
         far = np.linalg.norm(gap, axis=-1) > self.follow_lookahead / 8
         target = np.where(far, np.arctan2(gap[:, 1], gap[:, 0]), np.arctan2(next_state[:, 3], next_state[:, 2]))
-        error = (target - np.arctan2(obs[:, 3], obs[:, 2]) + math.pi) % (2 * math.pi) - math.pi
+        heading = np.arctan2(obs[:, 3], obs[:, 2])
+        error = (target - heading + math.pi) % (2 * math.pi) - math.pi
         actions = np.where(error > 0, TURN_RIGHT, TURN_LEFT)
-        return np.where(far & (np.abs(error) <= tolerance), MOVE_FORWARD, actions).astype(np.int64)
+        actions = np.where(far & (np.abs(error) <= turn / 2), MOVE_FORWARD, actions)
+        if not far.any():
+            return actions.astype(np.int64)
+        turns = np.arange(-TRACK_TURNS, TRACK_TURNS + 1)  # headings reachable in whole turn steps
+        headings = heading[:, None] + turns * turn  # (E, K)
+        ahead = obs[:, None, :2] + FORWARD_STEP * np.stack([np.cos(headings), np.sin(headings)], axis=-1)
+        free = ~self.bumps(ahead.reshape(-1, 2)).reshape(headings.shape)
+        off = np.abs((headings - target[:, None] + math.pi) % (2 * math.pi) - math.pi)
+        rows = np.arange(len(obs))
+        wanted = off.argmin(axis=1)
+        best = np.where(free, off, np.inf).argmin(axis=1)
+        detour = far & ~free[rows, wanted] & free.any(axis=1)
+        chosen = turns[best]
+        detour_actions = np.where(chosen == 0, MOVE_FORWARD, np.where(chosen > 0, TURN_RIGHT, TURN_LEFT))
+        return np.where(detour, detour_actions, actions).astype(np.int64)
+
+    def bumps(self, positions: np.ndarray) -> np.ndarray:
+        """(N, 2) -> (N,) bool: the agent standing there would touch a wall or a box, as HouseEnv.intersect tests a
+        step (its boxes as their true footprints), with TRACK_SLACK to spare."""
+        positions = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+        layout, radius = self.layout, AGENT_RADIUS + TRACK_SLACK
+        near = point_segment_distance(positions, layout.walls[:, 0], layout.walls[:, 1]).min(-1, initial=np.inf)
+        bumped = near < radius
+        if len(layout.boxes):
+            below = layout.boxes[None, :, :2] - positions[:, None]
+            above = positions[:, None] - layout.boxes[None, :, 2:]
+            gap = np.maximum(np.maximum(below, above), 0.0)
+            bumped |= (np.linalg.norm(gap, axis=-1) < radius).any(-1)
+        return bumped
 
     def source_episodes(self, transitions: int, seed: int) -> Iterator[Episode]:
         """The D4RL recipe on the room graph: one never-reset stream, a new random goal each time one is reached,
         a random action instead of the expert's with probability random_action_prob, cut into fixed-length episodes.
-        Actions are stored as (T,) int64 (the env's Discrete(3))."""
+        Actions are stored as (T,) int64 (the env's Discrete(3)); a loaded dataset gives them as (T, 3) one-hot rows
+        (agent/worlds/data.py)."""
         data = self.config.dataset
         rng = np.random.default_rng(seed)
         env = self.make_env()
@@ -488,8 +563,7 @@ class HouseTask:
             done = 0
             while done < transitions:
                 steps = min(data.episode_steps, transitions - done)
-                episode = EpisodeRecorder(steps, obs, act_dim=1)
-                actions = np.empty(steps, dtype=np.int64)
+                episode = EpisodeRecorder(steps, obs, act_dim=None)  # discrete: (T,) int64
                 random_step = (rng.random(steps) < data.random_action_prob).tolist()
                 random_action = rng.integers(0, N_ACTIONS, size=steps).tolist()
                 for t in range(steps):
@@ -498,7 +572,6 @@ class HouseTask:
                     action = random_action[t] if random_step[t] else wanted
                     obs, reward, terminated, _, info = sim.step(action)
                     episode.record(t, obs, action, reward, terminated)
-                    actions[t] = action
                     if info["success"]:
                         self._new_goal(sim, expert, obs, rng)
                         episode.goals_reached += 1
@@ -506,7 +579,7 @@ class HouseTask:
                             obs["observation"][1] == z:  # fmt: skip
                         self._replan(sim, expert, obs, rng, blocked=True)
                 done += steps
-                yield dataclasses.replace(episode.finish(), actions=actions)
+                yield episode.finish()
         finally:
             env.close()
 

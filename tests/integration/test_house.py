@@ -1,5 +1,6 @@
 """The house task on MiniWorld: every variant loads, the env passes gymnasium's checker, the scripted demo takes the
-open route, the expert's data reaches its goals fast, and the top-down map's calibration is exact."""
+open route, the expert's data reaches its goals fast and loads back with one-hot actions, the tracker slides past a
+doorway's jamb, and the top-down map shows the walls and closed doorways with an exact calibration."""
 
 from __future__ import annotations
 
@@ -14,7 +15,17 @@ from gymnasium.utils.env_checker import check_env
 from mstt.agent.core.config import HouseConfig
 from mstt.agent.core.house_layout import AGENT_RADIUS
 from mstt.agent.worlds import load_config, make_task
-from mstt.agent.worlds.house import GOAL_RADIUS, MOVE_FORWARD, TURN_LEFT, TURN_RIGHT, HouseTask
+from mstt.agent.worlds.data import collect, dataset_record, load_episodes
+from mstt.agent.worlds.house import (
+    CLOSED_DOORWAY_RGB,
+    GOAL_RADIUS,
+    MOVE_FORWARD,
+    N_ACTIONS,
+    TURN_LEFT,
+    TURN_RIGHT,
+    WALL_RGB,
+    HouseTask,
+)
 
 VARIANTS = ["source", "blocked", "zone", "holdout"]
 ROUTE_POINTS = {"direct": (8.0, 6.0), "north": (8.0, 3.0), "south": (8.0, 9.0)}
@@ -134,6 +145,19 @@ def test_track_turns_towards_the_plan_then_moves(configs: Path) -> None:
     assert actions.tolist() == [MOVE_FORWARD, TURN_RIGHT, TURN_LEFT]
 
 
+def test_track_slides_past_a_doorway_jamb_instead_of_pushing_into_it(configs: Path) -> None:
+    """Just through the bedroom's south doorway (x 2.5-3.5 on z = 8) and facing east along the planned direction, a
+    forward step would touch the jamb at (3.5, 8): the tracker turns away from it (towards +z) instead; with room to
+    spare it steps forward as before."""
+    task = _task(configs, "source")
+    heading = np.radians(15.0)
+    pose = np.array([[3.38, 8.34, np.cos(heading), np.sin(heading)], [3.0, 9.0, np.cos(heading), np.sin(heading)]])
+    planned = pose[:, :2] + 0.6 * np.array([np.cos(heading), np.sin(heading)])
+    planned = np.column_stack([planned, pose[:, 2:]])
+    assert task.bumps(pose[:1, :2] + 0.15 * pose[:1, 2:]).tolist() == [True]
+    assert task.track(pose, planned, np.zeros((2, N_ACTIONS))).tolist() == [TURN_RIGHT, MOVE_FORWARD]
+
+
 def test_expert_collects_episodes_that_reach_goals_fast(configs: Path) -> None:
     task = _task(configs, "source")
     list(task.source_episodes(10, seed=0))  # build the env and load its textures outside the timing
@@ -152,6 +176,44 @@ def test_expert_collects_episodes_that_reach_goals_fast(configs: Path) -> None:
         # a new goal each time one is reached: the goal changes exactly where the agent reached it
         changed = np.flatnonzero((desired[1:] != desired[:-1]).any(axis=1))
         assert (np.linalg.norm(achieved[changed] - desired[changed], axis=1) <= GOAL_RADIUS).all()
+
+
+def test_collected_dataset_loads_back_with_one_hot_actions(configs: Path, tmp_path: Path) -> None:
+    """`mstt collect` writes the Discrete(3) actions as integers; load_episodes gives them as (T, 3) float32 one-hot
+    rows (what the skills read), the same actions the expert took."""
+    task = _task(configs, "source")
+    collect(task, 2000, tmp_path, progress=False)
+    episodes = load_episodes(task.dataset_id, tmp_path, dataset_record(task, 2000))
+    raw = list(task.source_episodes(2000, seed=task.config.dataset.seed))
+    assert sum(len(e.actions) for e in episodes) == 2000 and len(episodes) == len(raw)
+    for loaded, expert in zip(episodes, raw):
+        assert loaded.actions.shape == (len(expert), N_ACTIONS) and loaded.actions.dtype == np.float32
+        assert (loaded.actions.sum(axis=1) == 1).all()
+        np.testing.assert_array_equal(loaded.actions.argmax(axis=1), expert.actions)
+        np.testing.assert_array_equal(loaded.observations, expert.observations["observation"])
+
+
+def test_top_down_map_shows_walls_and_closed_doorways(configs: Path) -> None:
+    """MiniWorld's walls have no thickness; the map draws them: a wall's midpoint is WALL_RGB, the closed doorway
+    between the living room and the kitchen is CLOSED_DOORWAY_RGB, and an open doorway's centre is neither."""
+    task = _task(configs, "blocked")
+    env = task.make_env()
+    try:
+        env.reset(seed=0, options=task.reset_options())
+        frame = task.render_frame(env)
+    finally:
+        env.close()
+
+    def colour_at(x: float, z: float) -> tuple[int, ...]:
+        u, v = task.world_to_pixel(np.array([[x, z]]))[0]
+        return tuple(int(c) for c in frame[int(v), int(u)])
+
+    assert colour_at(2.0, 10.0) == WALL_RGB  # the south hall's south wall
+    assert colour_at(4.0, 4.8) == WALL_RGB  # between the bedroom and the living room, beside their doorway
+    assert colour_at(12.0, 6.0) == CLOSED_DOORWAY_RGB
+    assert colour_at(4.0, 6.0) not in (WALL_RGB, CLOSED_DOORWAY_RGB)  # the bedroom's open doorway
+    assert colour_at(3.0, 8.0) not in (WALL_RGB, CLOSED_DOORWAY_RGB)
+    assert (np.abs(frame.astype(int) - CLOSED_DOORWAY_RGB).max(axis=-1) == 0).sum() >= 3 * 20  # ~1 m long, 3 px wide
 
 
 def _centroid(frame: np.ndarray, colour: tuple[int, int, int], near: np.ndarray, window: int = 40) -> np.ndarray:
