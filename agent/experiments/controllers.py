@@ -142,7 +142,11 @@ class PlanController(_Decisions):
     every `replan_every` steps, or `replan_after_fallback` steps after a decision that fell back.
 
     Every env keeps its own schedule; the envs due at a step share one planning call (all of them when the
-    schedules agree, which they do unless a fallback shortened one)."""
+    schedules agree, which they do unless a fallback shortened one).
+
+    Each step tracks the plan's state k + 1 with ``task.track``, or, where the task has a ``track_plan`` method
+    ((E, S) observations, (E, H, S) planned states, (E,) plan steps executed -> actions), hands it the whole plan (a
+    body that cannot follow the plan's timing, such as the house's turn-then-step one, pursues its path instead)."""
 
     def __init__(
         self,
@@ -196,6 +200,9 @@ class PlanController(_Decisions):
         next_state = self._trajectory[rows, k + 1, :state_dim]
         plan_action = self._trajectory[rows, k, state_dim:]
         self._k += 1
+        track_plan = getattr(self.task, "track_plan", None)
+        if track_plan is not None:  # a task that tracks the whole plan (the house's pure pursuit along it)
+            return track_plan(state, self._trajectory[:, :, :state_dim], k)
         return self.task.track(state, next_state, plan_action)
 
 

@@ -21,6 +21,7 @@ from mstt.agent.worlds.house import (
     GOAL_RADIUS,
     MOVE_FORWARD,
     N_ACTIONS,
+    PLAN_LOOKAHEAD,
     TURN_LEFT,
     TURN_RIGHT,
     WALL_RGB,
@@ -143,6 +144,22 @@ def test_track_turns_towards_the_plan_then_moves(configs: Path) -> None:
     planned = np.array([[3.0, 5.5, 1.0, 0.0], [2.5, 6.5, 0.0, 1.0], [2.5, 4.5, 0.0, -1.0]])
     actions = task.track(pose, planned, np.zeros((3, 1)))
     assert actions.tolist() == [MOVE_FORWARD, TURN_RIGHT, TURN_LEFT]
+
+
+def test_track_plan_pursues_the_plan_path_rather_than_its_next_state(configs: Path) -> None:
+    """A plan that turns on the spot for four steps and then walks east: tracking its next state turns (the body
+    follows the plan's timing), pursuing its path steps forward at once towards the farthest planned point within
+    PLAN_LOOKAHEAD; a plan that walks south turns the body towards it."""
+    task = _task(configs, "source")
+    pose = np.array([[2.5, 5.5, 1.0, 0.0]] * 2)
+    turn = np.radians(15.0) * np.arange(1, 5)
+    spin = np.column_stack([np.full(4, 2.5), np.full(4, 5.5), np.cos(turn), np.sin(turn)])
+    east = np.column_stack([2.5 + 0.15 * np.arange(1, 13), np.full(12, 5.5), np.ones(12), np.zeros(12)])
+    south = np.column_stack([np.full(16, 2.5), 5.5 + 0.1 * np.arange(1, 17), np.zeros(16), np.ones(16)])
+    plan = np.stack([np.vstack([spin, east]), south])  # (2, 16, 4)
+    assert task.track(pose[:1], plan[:1, 0], np.zeros((1, N_ACTIONS))).tolist() == [TURN_RIGHT]
+    assert task.track_plan(pose, plan, np.zeros(2, dtype=int)).tolist() == [MOVE_FORWARD, TURN_RIGHT]
+    assert PLAN_LOOKAHEAD < np.linalg.norm(east[-1, :2] - pose[0, :2])  # the plan's end lies beyond the lookahead
 
 
 def test_track_slides_past_a_doorway_jamb_instead_of_pushing_into_it(configs: Path) -> None:
