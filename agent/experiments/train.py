@@ -409,7 +409,9 @@ def check_baseline_stages(run: Path, experiment: Experiment) -> None:
         saved_file = run / name / CONFIG_NAME
         if not saved_file.exists():
             continue
-        saved = json.loads(saved_file.read_text())["config"]
+        saved = json.loads(saved_file.read_text()).get("config")
+        if not isinstance(saved, dict):  # not a component checkpoint: loading it reports what is wrong
+            continue
         wanted = asdict(expected)
         differs = [k for k in wanted if k != "device" and saved.get(k) != wanted[k]]
         if differs:
