@@ -159,6 +159,10 @@ class PlanController(_Decisions):
     ) -> None:
         super().__init__(plan, mask, device)
         self.task, self.replan_every = task, replan_every
+        self._track_plan: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = getattr(
+            task, "track_plan", None
+        )
+        """The task's whole-plan tracker where it has one (the house), looked up once rather than every step."""
         self.replan_after_fallback = replan_after_fallback or replan_every
         self._trajectory: np.ndarray | None = None
         """(E, H, S + A) each env's current plan."""
@@ -196,14 +200,11 @@ class PlanController(_Decisions):
             self._k[due] = 0
         assert self._trajectory is not None
         k = np.minimum(self._k, self._trajectory.shape[1] - 2)
-        rows = np.arange(n)
-        next_state = self._trajectory[rows, k + 1, :state_dim]
-        plan_action = self._trajectory[rows, k, state_dim:]
         self._k += 1
-        track_plan = getattr(self.task, "track_plan", None)
-        if track_plan is not None:  # a task that tracks the whole plan (the house's pure pursuit along it)
-            return track_plan(state, self._trajectory[:, :, :state_dim], k)
-        return self.task.track(state, next_state, plan_action)
+        if self._track_plan is not None:  # a task that tracks the whole plan (the house's pure pursuit along it)
+            return self._track_plan(state, self._trajectory[:, :, :state_dim], k)
+        rows = np.arange(n)
+        return self.task.track(state, self._trajectory[rows, k + 1, :state_dim], self._trajectory[rows, k, state_dim:])
 
 
 class SkillExecutorController(_Decisions):
