@@ -2,10 +2,12 @@
 one picture of a changed world, a Goal from an instruction, and the agent's state from frames.
 
     make_perceiver(name, config).perceive(image, instruction, scene) -> mstt.agent.core.demo.Demo
-        backends: 'geometric' (offline, no model), 'hf' (local transformers VLM), 'openai' (any
-        OpenAI-compatible server); prompts in prompts/, one answer schema, validation and re-prompts.
+        backends: 'geometric' (offline, no model; maze frames and house maps), 'hf' (local transformers
+        VLM), 'openai' (any OpenAI-compatible server); prompts in prompts/, one answer schema, validation
+        and re-prompts.
     draw_demo(image, demo, scene, path)          the demo drawn over the picture, as a PNG
-    parse_goal(instruction, scene, chat=None)    -> Goal (rules offline, or an LLM)
+    parse_goal(instruction, scene, chat=None)    -> Goal (rules offline, or an LLM; a house's objects and
+                                                 rooms by name: perception.house_goals)
     estimate_position(frame, scene), PixelStateEstimator(scene, dt)
     Scene.from_task(task)                        calibration, map, start and goal of a task variant
 

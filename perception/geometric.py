@@ -1,13 +1,14 @@
-"""The offline perceiver: reads a rendered top-down maze frame without any model. Walls are segmented
+"""The offline perceiver: reads a rendered top-down frame without any model. Maze: walls are segmented
 by colour and read into the cell grid through the calibration, the green and red markers give start
 and goal, the maze's own BFS (MazeLayout.shortest_path) plans over what was seen, and the cell centres
-become the demo's world points.
+become the demo's world points. House: perception.house_map reads the map picture and plans on it.
 
 Its demos carry source "scripted": a deterministic program made them, no person and no learned model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -21,6 +22,7 @@ from mstt.agent.core.maze_layout import MazeLayout
 from mstt.perception.errors import PerceptionError, check_field, is_positive_number
 from mstt.perception.geometry import MazeGrid
 from mstt.perception.goals import parse_goal
+from mstt.perception.house_map import plan_route
 from mstt.perception.overlay import draw_demo, overlay_path
 from mstt.perception.scene import Scene
 from mstt.perception.segmentation import CELL_PATCH, WALL_SHARE, read_walls
@@ -61,7 +63,7 @@ def walls_art(walls: np.ndarray, marks: dict[tuple[int, int], str] | None = None
 
 
 class GeometricPerceiver:
-    """A DemoPerceiver for rendered top-down maze frames, with no model at all."""
+    """A DemoPerceiver for rendered top-down maze frames and house maps, with no model at all."""
 
     name = "geometric"
     source = DEMO_SOURCE
@@ -85,7 +87,23 @@ class GeometricPerceiver:
         return scene.observe(rgb).replace(grid=MazeGrid(walls=walls, wall_height=scene.grid.wall_height))
 
     def perceive(self, image: Image.Image | np.ndarray, instruction: str, scene: Scene) -> Demo:
+        if scene.task not in _ROUTE_READERS:
+            raise PerceptionError(
+                f"the geometric backend reads top-down maze frames and house maps only, not a {scene.task} scene; "
+                "use the 'hf' or 'openai' backend"
+            )
         rgb = scene.as_frame(image)
+        points, checked = _ROUTE_READERS[scene.task](self, rgb, instruction, scene)
+        demo = Demo(task=scene.task, name=scene.name, variant=scene.variant, source=DEMO_SOURCE, points=points.tolist())
+        self.last_overlay = None
+        if self.config.overlay_dir is not None:
+            path = overlay_path(self.config.overlay_dir, scene.task, scene.variant, self.name, "demo")
+            self.last_overlay = draw_demo(rgb, demo, checked, path)
+        return demo
+
+    def _maze_points(self, rgb: np.ndarray, instruction: str, scene: Scene) -> tuple[np.ndarray, Scene]:
+        """(K, 2) world points of the route on a maze frame (cell centres between start and target), and the
+        scene it was checked against."""
         seen = self.read(rgb, scene)
         if seen.start is None:
             raise PerceptionError("no agent (green marker) in the frame and no known start in the scene")
@@ -113,14 +131,21 @@ class GeometricPerceiver:
                 f"read (S start, G target):\n{walls_art(blocked, {start_cell: 'S', goal_cell: 'G'})}",
                 problems,
             )
-        demo = Demo(
-            task=scene.task, name=scene.name, variant=scene.variant, source=DEMO_SOURCE, points=points.tolist()
+        return points, checked
+
+    def _house_points(self, rgb: np.ndarray, instruction: str, scene: Scene) -> tuple[np.ndarray, Scene]:
+        """(K, 2) floor points of the route on a house map (house_map.plan_route), checked against the scene's own
+        walls, doorways, furniture and zones: a misread map shows up here instead of in a wrong demo."""
+        goal = parse_goal(instruction, scene)
+        points = plan_route(rgb, scene, goal.target, goal.avoid)
+        problems = route_problems(
+            scene.to_pixel(points), scene, goal.target, goal.avoid, self.config.endpoint_tolerance
         )
-        self.last_overlay = None
-        if self.config.overlay_dir is not None:
-            path = overlay_path(self.config.overlay_dir, scene.task, scene.variant, self.name, "demo")
-            self.last_overlay = draw_demo(rgb, demo, checked, path)
-        return demo
+        if problems:
+            raise PerceptionError(
+                f"the route planned on the map of '{scene.variant}' to {goal.label} breaks the scene's map", problems
+            )
+        return points, scene
 
     @staticmethod
     def _route(
@@ -145,3 +170,11 @@ class GeometricPerceiver:
                 f"no open route from the agent (cell {start}) to the target (cell {goal}) in the frame as read "
                 f"(S start, G target; regions to avoid count as walls):\n{walls_art(blocked, marks)}"
             ) from None
+
+
+_ROUTE_READERS: dict[str, Callable[[GeometricPerceiver, np.ndarray, str, Scene], tuple[np.ndarray, Scene]]] = {
+    "maze": GeometricPerceiver._maze_points,
+    "house": GeometricPerceiver._house_points,
+}
+"""Task family -> how a route is read off its top-down frame: (perceiver, rgb, instruction, scene) -> (K, P) world
+points and the scene they were checked against."""

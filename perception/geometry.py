@@ -76,9 +76,7 @@ class MazeGrid:
         """(N, 2+) world points -> (N, 2) int (row, col); may lie outside the grid."""
         xy = np.atleast_2d(xy)
         rows, cols = self.walls.shape
-        return np.column_stack(
-            [np.floor(rows / 2 - xy[:, 1]), np.floor(xy[:, 0] + cols / 2)]
-        ).astype(np.int64)
+        return np.column_stack([np.floor(rows / 2 - xy[:, 1]), np.floor(xy[:, 0] + cols / 2)]).astype(np.int64)
 
     def centres(self, cells: np.ndarray) -> np.ndarray:
         """(N, 2) (row, col) -> (N, 2) world centres."""
@@ -98,3 +96,39 @@ class MazeGrid:
     def bounds(self) -> Box:
         rows, cols = self.walls.shape
         return Box(low=(-cols / 2, -rows / 2), high=(cols / 2, rows / 2), name="maze")
+
+
+class SceneObject(BaseModel):
+    """A named thing a goal can point at ('the red ball'): where it stands on the route plane."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    """Its name in the config, e.g. 'red_ball'."""
+    kind: str
+    """What it is: 'ball', 'box', 'key'."""
+    colour: str
+    position: tuple[float, ...]
+
+    @property
+    def label(self) -> str:
+        return f"the {self.colour} {self.kind}"
+
+
+class Doorway(BaseModel):
+    """A doorway between two named rooms: its two ends on the floor, and whether a door closes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rooms: tuple[str, str]
+    ends: tuple[tuple[float, float], tuple[float, float]]
+    closed: bool = False
+
+    @property
+    def label(self) -> str:
+        a, b = (room.replace("_", " ") for room in self.rooms)
+        return f"the {'closed' if self.closed else 'open'} doorway between the {a} and the {b}"
+
+    @property
+    def centre(self) -> np.ndarray:
+        return np.mean(np.asarray(self.ends, dtype=np.float64), axis=0)

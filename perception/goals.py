@@ -24,6 +24,7 @@ from mstt.perception.chat import ChatModel, ask_structured
 from mstt.perception.errors import GoalParseError, PerceptionError
 from mstt.perception.geometry import Box, MazeGrid
 from mstt.perception.goal_routes import RouteError, named_routes
+from mstt.perception.goal_types import Goal, GoalKind
 from mstt.perception.goal_words import (
     FILLER_PHRASES,
     FILLER_WORDS,
@@ -31,6 +32,7 @@ from mstt.perception.goal_words import (
     TYPO_TARGETS,
     clean,
 )
+from mstt.perception.house_goals import parse_house_goal
 from mstt.perception.prompts import load_prompt, scene_description
 from mstt.perception.scene import REGION_NAMES, RegionName, Scene
 
@@ -39,8 +41,8 @@ log = logging.getLogger(__name__)
 MarkerName = Literal["goal", "start"]
 CornerName = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
 RouteName = Literal["top", "middle", "bottom", "left", "right"]
-GoalKind = Literal["marker", "cell", "position", "region", "corner"]
-TARGET_KINDS: tuple[str, ...] = GoalKind.__args__
+TARGET_KINDS: tuple[str, ...] = ("marker", "cell", "position", "region", "corner")
+"""The target kinds the rules and the GoalSpec schema name (a house adds 'object' and 'room': house_goals)."""
 MARKER_LABELS = {"goal": "the goal marker (red ball)", "start": "the agent's start"}
 DEFAULT_GOAL_REPROMPTS = 1
 ALL_ZONES = "all"
@@ -84,33 +86,6 @@ class GoalSpec(BaseModel):
 
 
 GOAL_PARSER = PydanticOutputParser(pydantic_object=GoalSpec)
-
-
-class Goal(BaseModel):
-    """A resolved goal: the world position to reach and the boxes to stay out of."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    instruction: str
-    kind: GoalKind
-    label: str
-    """The target in words, e.g. 'cell (5, 10)'."""
-    position: tuple[float, ...]
-    """World position of the target, (P,) in the scene's demo dimension."""
-    cell: tuple[int, int] | None = None
-    """Maze cell of the target (maze scenes)."""
-    region: Box | None = None
-    """For a region target: the whole region (reaching any of it counts)."""
-    avoid: tuple[Box, ...] = ()
-    """World boxes the route must stay out of (regions, cells, markers, zones, heights, off-route cells)."""
-    constraints: tuple[str, ...] = ()
-    """Every constraint on the way in words ('stay at or above z = 0.50', 'take the top route'); each is
-    enforced through `avoid`."""
-    understood: tuple[str, ...] = ()
-
-    @property
-    def target(self) -> np.ndarray:
-        return np.asarray(self.position, dtype=np.float64)
 
 
 class GoalNotUnderstood(GoalParseError):
@@ -198,8 +173,10 @@ _PLACE_PATTERNS: tuple[tuple[str, re.Pattern[str], Callable[[re.Match[str]], obj
             rf"\b(?:over|around|above|under|beneath|below|past|beside|behind|round|across)\s+(?:the\s+)?"
             rf"(?:forbidden\s+)?{_ZONE_NOUN}e?s?\b"
         ),
-        lambda m: f"{m.group().strip()!r}: a way past a zone (over, around) is not something a goal can hold; "
-        "name the target and what to avoid",
+        lambda m: (
+            f"{m.group().strip()!r}: a way past a zone (over, around) is not something a goal can hold; "
+            "name the target and what to avoid"
+        ),
     ),
     (
         "route",
@@ -317,8 +294,11 @@ _SEPARATOR = re.compile(r"[,;!?]|\.(?:\s|$)|\b(?:and|but|then|or|nor|while|whils
 _CONTINUES_LIST = {",", "and", "or", "nor"}
 _TOKEN = re.compile(r"[a-z0-9'][a-z0-9'.-]*")
 _FILLER = [re.compile(p) for p in FILLER_PHRASES]
-KNOWN_WORDS: frozenset[str] = FILLER_WORDS | TYPO_TARGETS | frozenset(
-    """not no never don't do without except rather than other apart anywhere via along by using use follow
+KNOWN_WORDS: frozenset[str] = (
+    FILLER_WORDS
+    | TYPO_TARGETS
+    | frozenset(
+        """not no never don't do without except rather than other apart anywhere via along by using use follow
     corridor path passage way lane branch loop road track tunnel top bottom left right middle centre centre
     half side area region part section portion end room wing quadrant quarter corner cell position point
     location coordinates spot place zone box obstacle barrier block cube walls wall start starting beginning
@@ -330,6 +310,7 @@ KNOWN_WORDS: frozenset[str] = FILLER_WORDS | TYPO_TARGETS | frozenset(
     dropping dipping sinking descending falling getting coming being rising climbing lowering raising avoids
     touching passing visiting hitting driving stepping bumping running steering taking following operating
     working reaching heading navigating drop dip sink descend fall rise climb raise fly hold operate work""".split()
+    )
 )
 """Every word the rules read; never 'corrected' as a typo."""
 
@@ -689,8 +670,8 @@ def _corner(scene: Scene, name: str) -> tuple[tuple[float, ...], Box] | None:
     box_low, box_high = low.copy(), high.copy()
     for axis in range(2):
         reach = (high[axis] - low[axis]) * CORNER_SHARE
-        box_low[axis], box_high[axis] = (vertex[axis], vertex[axis] + reach) if vertex[axis] == low[axis] else (
-            vertex[axis] - reach, vertex[axis]
+        box_low[axis], box_high[axis] = (
+            (vertex[axis], vertex[axis] + reach) if vertex[axis] == low[axis] else (vertex[axis] - reach, vertex[axis])
         )
     box = Box(low=tuple(box_low), high=tuple(box_high), name=f"{name} corner")
     return _lift(scene, box.centre[:2]), box
@@ -854,7 +835,8 @@ def _route_boxes(spec: GoalSpec, scene: Scene, target: _Target, avoid: list[Box]
             f"route(s): {', '.join(sorted(routes))}"
         )
     clear = [
-        path for path in routes[name]
+        path
+        for path in routes[name]
         if not any(box.contains(grid.centres(np.array(path[1:-1] or path))).any() for box in avoid)
     ]
     if not clear:
@@ -993,9 +975,7 @@ def _keeps_partial(answer: GoalSpec, partial: GoalSpec) -> tuple[GoalSpec, list[
     return GoalSpec.model_validate(merged), problems
 
 
-def _from_fallback(
-    instruction: str, scene: Scene, fallback: GoalFallback, refusal: GoalNotUnderstood
-) -> Goal:
+def _from_fallback(instruction: str, scene: Scene, fallback: GoalFallback, refusal: GoalNotUnderstood) -> Goal:
     understood = list(refusal.understood)
     try:
         answer = fallback(instruction, scene)
@@ -1003,7 +983,8 @@ def _from_fallback(
             answer = GoalSpec.model_validate(answer)
     except (PerceptionError, ValidationError) as error:
         raise GoalParseError(
-            f"neither the rules nor the fallback could read {instruction!r}", understood,
+            f"neither the rules nor the fallback could read {instruction!r}",
+            understood,
             refusal.reasons + [f"fallback: {str(error).splitlines()[0]}"],
         ) from None
     partial = refusal.partial
@@ -1026,9 +1007,7 @@ def _from_fallback(
 # Entry point
 
 
-def _ask_llm(
-    instruction: str, scene: Scene, chat: ChatModel, max_reprompts: int, prompts_dir: str | None
-) -> GoalSpec:
+def _ask_llm(instruction: str, scene: Scene, chat: ChatModel, max_reprompts: int, prompts_dir: str | None) -> GoalSpec:
     messages = load_prompt("goal", prompts_dir).format_messages(
         scene_description=scene_description(scene, prompts_dir),
         regions=", ".join(REGION_NAMES),
@@ -1060,6 +1039,10 @@ def llm_fallback(
     return ask
 
 
+FAMILY_GOAL_READERS: dict[str, Callable[[str, Scene], Goal]] = {"house": parse_house_goal}
+"""Task families whose instructions name the scene's own objects and rooms: family -> its goal reader."""
+
+
 def parse_goal(
     instruction: str,
     scene: Scene,
@@ -1075,9 +1058,13 @@ def parse_goal(
     the rules did read, and is checked like the rules. A ChatModel (e.g. perception.openai_vlm.OpenAIChat):
     the LLM reads every instruction itself, re-prompted up to max_reprompts times with the reasons its
     answer could not be used. Raises GoalParseError whenever no single usable target is named.
+    A family with its own named things (the house: objects and rooms) is read by its reader in
+    FAMILY_GOAL_READERS, whatever `chat` is.
     """
     if not instruction.strip():
         raise GoalParseError("the instruction is empty; name a target, e.g. 'go to the red ball'")
+    if scene.task in FAMILY_GOAL_READERS:
+        return FAMILY_GOAL_READERS[scene.task](instruction, scene)
     if chat is None:
         try:
             reading = read_goal(instruction)

@@ -70,22 +70,59 @@ def _at_pixel(scene: Any, point: Any) -> str:
     return f" (at pixel ({uv[0]:.0f}, {uv[1]:.0f}))"
 
 
-def scene_description(scene: Any, directory: str | Path | None = None) -> str:
-    """The scene in words for a prompt (perception.scene.Scene): what the colours mean, where the agent,
-    goal and forbidden zones are in the image's pixels."""
-    if scene.task == "maze":
-        return load_text("scene_maze", directory).format(
-            agent_at=_at_pixel(scene, scene.start), goal_at=_at_pixel(scene, scene.goal)
-        )
-    zones = []
-    for zone in scene.zones:
-        low = np.array(zone.low, dtype=np.float64)
-        high = np.array(zone.high, dtype=np.float64)
-        corners = np.array([[x, y] for x in (low[0], high[0]) for y in (low[1], high[1])])
-        uv = scene.to_pixel(corners)
-        (u0, v0), (u1, v1) = uv.min(axis=0), uv.max(axis=0)
-        zones.append(f"{zone.name or 'a zone'} covers pixels u {u0:.0f}-{u1:.0f}, v {v0:.0f}-{v1:.0f}")
+def _pixel_rect(scene: Any, box: Any) -> str:
+    """A floor box as the pixel rectangle it covers in the picture."""
+    low, high = np.array(box.low, dtype=np.float64), np.array(box.high, dtype=np.float64)
+    corners = np.array([[x, y] for x in (low[0], high[0]) for y in (low[1], high[1])])
+    uv = scene.to_pixel(corners)
+    (u0, v0), (u1, v1) = uv.min(axis=0), uv.max(axis=0)
+    return f"pixels u {u0:.0f}-{u1:.0f}, v {v0:.0f}-{v1:.0f}"
+
+
+def _maze_description(scene: Any, directory: str | Path | None) -> str:
+    return load_text("scene_maze", directory).format(
+        agent_at=_at_pixel(scene, scene.start), goal_at=_at_pixel(scene, scene.goal)
+    )
+
+
+def _fetch_description(scene: Any, directory: str | Path | None) -> str:
+    zones = [f"{zone.name or 'a zone'} covers {_pixel_rect(scene, zone)}" for zone in scene.zones]
     goal_at = "" if scene.goal is None else "; the target" + _at_pixel(scene, np.r_[scene.goal[:2], scene.plane_z])
     return load_text(f"scene_{scene.task}", directory).format(
         goal_at=goal_at, zones="; ".join(zones) if zones else "none"
     )
+
+
+def _spoken(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def _house_description(scene: Any, directory: str | Path | None) -> str:
+    rooms = [f"the {_spoken(room.name)} ({_pixel_rect(scene, room)})" for room in scene.rooms]
+    doorways = [f"{door.label.removeprefix('the ')}{_at_pixel(scene, door.centre)}" for door in scene.doorways]
+    furniture = [f"the {_spoken(box.name)} ({_pixel_rect(scene, box)})" for box in scene.furniture]
+    objects = [f"{obj.label}{_at_pixel(scene, obj.position)}" for obj in scene.objects]
+    zones = [f"the {_spoken(zone.name)} ({_pixel_rect(scene, zone)})" for zone in scene.zones]
+    return load_text("scene_house", directory).format(
+        agent_at=_at_pixel(scene, scene.start),
+        agent_width=f"{2 * scene.agent_radius:g}",
+        **{
+            name: "; ".join(items) if items else "none"
+            for name, items in (
+                ("rooms", rooms), ("doorways", doorways), ("furniture", furniture), ("objects", objects),
+                ("zones", zones),
+            )
+        },
+    )  # fmt: skip
+
+
+_DESCRIPTIONS = {"maze": _maze_description, "fetch": _fetch_description, "house": _house_description}
+"""Task family -> the scene in words for a prompt (prompts/scene_<family>.txt filled in)."""
+
+
+def scene_description(scene: Any, directory: str | Path | None = None) -> str:
+    """The scene in words for a prompt (perception.scene.Scene): what the colours mean, where the agent,
+    goal, forbidden zones (and a house's rooms, doorways, furniture and objects) are in the image's pixels."""
+    if scene.task not in _DESCRIPTIONS:
+        raise ValueError(f"no prompt describes a {scene.task} scene; known: {sorted(_DESCRIPTIONS)}")
+    return _DESCRIPTIONS[scene.task](scene, directory)

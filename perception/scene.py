@@ -1,5 +1,6 @@
 """What a perceiver must know about the world behind a picture: the camera calibration, the map a route
-is checked against (maze walls or Fetch zones), the area regions are named in, and start and goal.
+is checked against (maze walls, Fetch zones, a house's walls, doorways and furniture), the area regions
+are named in, start and goal, and the named rooms and objects a house instruction may mention.
 
 `Scene.from_task(task)` builds one from a task variant; `observe` and `with_walls_from_image` replace
 what it knows by what a frame shows, for deployments where only pixels are trusted.
@@ -8,20 +9,20 @@ what it knows by what a frame shows, for deployments where only pixels are trust
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from mstt.agent.core.config import FETCH_WORKSPACE_HIGH, FETCH_WORKSPACE_LOW
+from mstt.agent.core.house_layout import AGENT_RADIUS, segments_cross
 from mstt.agent.core.maze_layout import AGENT_Z, WALL_HEIGHT
 from mstt.perception.errors import PerceptionError
-from mstt.perception.geometry import Box, Calibration, MazeGrid
+from mstt.perception.geometry import Box, Calibration, Doorway, MazeGrid, SceneObject
 from mstt.perception.segmentation import as_rgb, marker_centroid, read_walls
 
-RegionName = Literal[
-    "left", "right", "top", "bottom", "top-left", "top-right", "bottom-left", "bottom-right", "centre"
-]
+RegionName = Literal["left", "right", "top", "bottom", "top-left", "top-right", "bottom-left", "bottom-right", "centre"]
 REGION_NAMES: tuple[str, ...] = RegionName.__args__
 CENTRE_SHARE = 1.0 / 3.0
 """The 'centre' region is the middle third of the area along both image axes."""
@@ -34,7 +35,7 @@ class Scene:
     """Everything about the world behind one picture that perception may use."""
 
     task: str
-    """Task family: 'maze' or 'fetch'."""
+    """Task family: 'maze', 'fetch' or 'house'."""
     name: str
     """Config name, e.g. 'three-routes' (copied into demos)."""
     variant: str
@@ -55,6 +56,19 @@ class Scene:
     """(P,) world position of the goal ('the red ball', 'the target'), when known."""
     goal_marker_z: float | None = None
     """World height of the drawn goal marker's centre (maze: half the wall height); None: not drawn."""
+    rooms: tuple[Box, ...] = ()
+    """Named rooms (house), each the rectangle of its floor; a scene with rooms forbids the floor outside them."""
+    walls: np.ndarray | None = None
+    """(W, 2, 2) wall segments on the route plane a route may not cross (house; closed doorways are in
+    `doorways`); None for tasks without thin walls."""
+    doorways: tuple[Doorway, ...] = ()
+    """Doorways between rooms (house), open or closed: a route may not cross a closed one."""
+    furniture: tuple[Box, ...] = ()
+    """Named pieces of furniture the agent collides with (house)."""
+    objects: tuple[SceneObject, ...] = ()
+    """Named goal objects an instruction may point at (house): 'the red ball', 'the blue box'."""
+    agent_radius: float = 0.0
+    """How far (world units) the agent's body reaches around its centre: routes keep this far from walls."""
 
     @property
     def pos_dim(self) -> int:
@@ -90,14 +104,52 @@ class Scene:
         return world[:, : self.pos_dim]
 
     def forbidden(self, points: np.ndarray) -> np.ndarray:
-        """(N, P) world points -> (N,) bool: inside a wall, outside the maze, or inside a zone."""
+        """(N, P) world points -> (N,) bool: inside a wall, outside the maze or every room, inside a zone or
+        a piece of furniture."""
         points = np.atleast_2d(points)
         hit = np.zeros(len(points), dtype=bool)
         if self.grid is not None:
             hit |= self.grid.in_wall(points)
-        for zone in self.zones:
-            hit |= zone.contains(points)
+        if self.rooms:
+            hit |= self.room_index(points) < 0
+        for box in (*self.zones, *self.furniture):
+            hit |= box.contains(points)
         return hit
+
+    def room_index(self, points: np.ndarray) -> np.ndarray:
+        """(N, P) world points -> (N,) int: the index in `rooms` of the first room holding each, -1 for none."""
+        points = np.atleast_2d(points)
+        inside = np.stack([room.contains(points) for room in self.rooms], axis=1) if self.rooms else None
+        if inside is None:
+            return np.full(len(points), -1)
+        return np.where(inside.any(axis=1), inside.argmax(axis=1), -1)
+
+    def room_of(self, point: np.ndarray) -> str | None:
+        """The name of the room a world point stands in, None outside every room."""
+        index = int(self.room_index(np.asarray(point)[None])[0])
+        return None if index < 0 else self.rooms[index].name
+
+    def barrier_crossed(self, a: np.ndarray, b: np.ndarray) -> str | None:
+        """What the straight segment a -> b (world points) cuts through: a closed doorway or a wall; None."""
+        p, q = np.asarray(a, dtype=np.float64)[None, :2], np.asarray(b, dtype=np.float64)[None, :2]
+        closed = [door for door in self.doorways if door.closed]
+        if closed:
+            ends = np.array([door.ends for door in closed], dtype=np.float64)
+            hit = np.flatnonzero(segments_cross(p, q, ends[:, 0], ends[:, 1])[0])
+            if len(hit):
+                return closed[int(hit[0])].label
+        if self.walls is not None and len(self.walls):
+            hit = np.flatnonzero(segments_cross(p, q, self.walls[:, 0], self.walls[:, 1])[0])
+            if len(hit):
+                (x0, z0), (x1, z1) = self.walls[int(hit[0])]
+                return f"the wall from ({x0:g}, {z0:g}) to ({x1:g}, {z1:g})"
+        return None
+
+    def object_named(self, name: str) -> SceneObject:
+        for obj in self.objects:
+            if obj.name == name:
+                return obj
+        raise KeyError(f"no object {name!r} in the scene; objects: {[obj.name for obj in self.objects]}")
 
     def replace(self, **changes: Any) -> Scene:
         return dataclasses.replace(self, **changes)
@@ -164,55 +216,106 @@ class Scene:
         return Box(low=tuple(low), high=tuple(high), name=name)
 
     @classmethod
-    def from_task(
-        cls, task: Any, camera: Calibration | None = None, plane_z: float | None = None
-    ) -> Scene:
+    def from_task(cls, task: Any, camera: Calibration | None = None, plane_z: float | None = None) -> Scene:
         """The scene of a task variant (mstt.agent.worlds.make_task): its calibration, map, start and goal.
 
         Maze: the task's own top-down camera; start and goal are their cells' centres (the env adds up
         to 0.25 of reset noise: `observe(frame)` reads the exact ones off a frame).
         Fetch: FetchTask has no calibrated camera, so give one (e.g. a FreeCamera looking down at the
         table) and the route plane's height (default: the goal's height).
+        House: the task's top-down map (a TopDownMap of the floor); rooms, walls, doorways, furniture and
+        objects by their config names; start and goal as the config gives them (the env starts there exactly).
         """
-        config = task.config
-        if config.task == "maze":
+        family = task.config.task
+        if family not in _SCENE_BUILDERS:
+            raise ValueError(f"no perception scene for task family {family!r}; known: {sorted(_SCENE_BUILDERS)}")
+        return _SCENE_BUILDERS[family](task, camera, plane_z)
 
-            layout = task.layout
-            grid = MazeGrid(walls=layout.walls.copy(), wall_height=WALL_HEIGHT)
-            return cls(
-                task="maze",
-                name=config.name,
-                variant=config.variant,
-                camera=camera if camera is not None else task.camera,
-                plane_z=AGENT_Z if plane_z is None else plane_z,
-                extent=grid.bounds(),
-                grid=grid,
-                start=None if layout.start is None else layout.cell_to_xy(layout.start),
-                goal=None if layout.goal is None else layout.cell_to_xy(layout.goal),
-                goal_marker_z=WALL_HEIGHT / 2,
-            )
-        if config.task == "fetch":
 
-            camera = camera if camera is not None else getattr(task, "camera", None)
-            if camera is None:
-                raise ValueError(
-                    "FetchTask has no calibrated camera: pass camera=mstt.agent.core.camera.FreeCamera(...) "
-                    "that renders the table top-down"
-                )
-            if plane_z is None:
-                if config.goal is None:
-                    raise ValueError(f"variant '{config.variant}' has no fixed goal; give plane_z")
-                plane_z = float(config.goal[2])
-            return cls(
-                task="fetch",
-                name=config.name,
-                variant=config.variant,
-                camera=camera,
-                plane_z=plane_z,
-                extent=Box(low=FETCH_WORKSPACE_LOW, high=FETCH_WORKSPACE_HIGH, name="workspace"),
-                zones=tuple(
-                    Box(low=z.low, high=z.high, name=f"zone {i + 1}") for i, z in enumerate(config.zones)
-                ),
-                goal=None if config.goal is None else np.asarray(config.goal, dtype=np.float64),
+def _maze_scene(task: Any, camera: Calibration | None, plane_z: float | None) -> Scene:
+    config, layout = task.config, task.layout
+    grid = MazeGrid(walls=layout.walls.copy(), wall_height=WALL_HEIGHT)
+    return Scene(
+        task="maze",
+        name=config.name,
+        variant=config.variant,
+        camera=camera if camera is not None else task.camera,
+        plane_z=AGENT_Z if plane_z is None else plane_z,
+        extent=grid.bounds(),
+        grid=grid,
+        start=None if layout.start is None else layout.cell_to_xy(layout.start),
+        goal=None if layout.goal is None else layout.cell_to_xy(layout.goal),
+        goal_marker_z=WALL_HEIGHT / 2,
+    )
+
+
+def _fetch_scene(task: Any, camera: Calibration | None, plane_z: float | None) -> Scene:
+    config = task.config
+    camera = camera if camera is not None else getattr(task, "camera", None)
+    if camera is None:
+        raise ValueError(
+            "FetchTask has no calibrated camera: pass camera=mstt.agent.core.camera.FreeCamera(...) "
+            "that renders the table top-down"
+        )
+    if plane_z is None:
+        if config.goal is None:
+            raise ValueError(f"variant '{config.variant}' has no fixed goal; give plane_z")
+        plane_z = float(config.goal[2])
+    return Scene(
+        task="fetch",
+        name=config.name,
+        variant=config.variant,
+        camera=camera,
+        plane_z=plane_z,
+        extent=Box(low=FETCH_WORKSPACE_LOW, high=FETCH_WORKSPACE_HIGH, name="workspace"),
+        zones=tuple(Box(low=z.low, high=z.high, name=f"zone {i + 1}") for i, z in enumerate(config.zones)),
+        goal=None if config.goal is None else np.asarray(config.goal, dtype=np.float64),
+    )
+
+
+def _rect_box(rect: np.ndarray, name: str) -> Box:
+    return Box(low=(float(rect[0]), float(rect[1])), high=(float(rect[2]), float(rect[3])), name=name)
+
+
+def _house_scene(task: Any, camera: Calibration | None, plane_z: float | None) -> Scene:
+    """The house on its floor plane: world points are (x, z) metres, the map's calibration is exact."""
+    config = task.config
+    layout = task.layout
+    names = layout.room_names
+    return Scene(
+        task="house",
+        name=config.name,
+        variant=config.variant,
+        camera=camera if camera is not None else task.camera,
+        plane_z=0.0 if plane_z is None else plane_z,
+        extent=_rect_box(np.array(layout.extent), "house"),
+        zones=tuple(_rect_box(rect, zone.name) for rect, zone in zip(layout.zones, config.zones)),
+        start=None if layout.start is None else layout.start.copy(),
+        goal=None if layout.goal is None else layout.goal.copy(),
+        rooms=tuple(_rect_box(rect, name) for rect, name in zip(layout.rooms, names)),
+        walls=layout.walls.copy(),
+        doorways=tuple(
+            Doorway(
+                rooms=(names[o.rooms[0]], names[o.rooms[1]]),
+                ends=(tuple(o.segment[0].tolist()), tuple(o.segment[1].tolist())),
+                closed=o.closed,
             )
-        raise ValueError(f"no perception scene for task family {config.task!r}; known: ['fetch', 'maze']")
+            for o in layout.openings
+        ),
+        furniture=tuple(
+            _rect_box(rect, box.name or f"boxes[{i}]") for i, (rect, box) in enumerate(zip(layout.boxes, config.boxes))
+        ),
+        objects=tuple(
+            SceneObject(name=o.name, kind=o.kind, colour=o.colour, position=(float(o.at[0]), float(o.at[1])))
+            for o in config.objects
+        ),
+        agent_radius=AGENT_RADIUS,
+    )
+
+
+_SCENE_BUILDERS: dict[str, Callable[[Any, Calibration | None, float | None], Scene]] = {
+    "maze": _maze_scene,
+    "fetch": _fetch_scene,
+    "house": _house_scene,
+}
+"""Task family -> the function that builds its Scene from a task variant (and an optional camera, plane)."""

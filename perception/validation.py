@@ -1,5 +1,6 @@
-"""Checks a route read off a picture before it becomes a demo: inside the image, off walls and zones,
-segments that do not cut through them, and ends at the agent and at the target.
+"""Checks a route read off a picture before it becomes a demo: inside the image, off walls, zones and
+furniture, on the floor of a room, segments that do not cut through them (nor through a house's thin walls
+and closed doorways), and ends at the agent and at the target.
 
 Every problem is one sentence naming the point or segment in the image's pixels, so it can be shown to
 a user or appended to a re-prompt as is.
@@ -34,9 +35,14 @@ def _where(scene: Scene, point: np.ndarray, avoid: Sequence[Box]) -> str | None:
         if 0 <= row < rows and 0 <= col < cols:
             return f"inside a wall (cell ({row}, {col}))"
         return "outside the maze"
+    if scene.rooms and scene.room_of(point) is None:
+        return "outside every room"
     for zone in scene.zones:
         if zone.contains(point[None])[0]:
             return f"inside the forbidden {zone.name or 'zone'}"
+    for box in scene.furniture:
+        if box.contains(point[None])[0]:
+            return f"inside the {box.name or 'furniture'}"
     for box in avoid:
         if box.contains(point[None])[0]:
             return f"inside the region to avoid ({box.name or 'unnamed'})"
@@ -95,6 +101,13 @@ def route_problems(
             in_forbidden.append(f"point {i} {_px(pixels[i])} is {where}")
     crossing = []
     for i in range(len(world) - 1):
+        barrier = scene.barrier_crossed(world[i], world[i + 1])
+        if barrier is not None:
+            crossing.append(
+                f"the segment from point {i} to point {i + 1} passes through {barrier} between pixels "
+                f"{_px(pixels[i])} and {_px(pixels[i + 1])}"
+            )
+            continue
         length = float(np.linalg.norm(world[i + 1] - world[i]))
         fractions = np.linspace(0.0, 1.0, max(2, int(np.ceil(length / step)) + 1))[1:-1]
         for t in fractions:

@@ -111,14 +111,16 @@ class TopDownMap:
         return self.width / (self.x1 - self.x0)
 
     def world_to_pixel(self, points: np.ndarray) -> np.ndarray:
-        """(N, 2) floor points (x, z) -> (N, 2) pixel coordinates (u, v)."""
+        """(N, 2) floor points (x, z) -> (N, 2) pixel coordinates (u, v); columns after the first two (a height) are
+        ignored, so the map is a perception Calibration of the floor."""
         points = np.atleast_2d(np.asarray(points, dtype=np.float64))
         u = (points[:, 0] - self.x0) * self.width / (self.x1 - self.x0)
         v = (points[:, 1] - self.z0) * self.height / (self.z1 - self.z0)
         return np.stack([u, v], axis=-1)
 
-    def pixel_to_world(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, 2) pixel coordinates (u, v) -> (N, 2) floor points (x, z)."""
+    def pixel_to_world(self, pixels: np.ndarray, plane_z: float | None = None) -> np.ndarray:
+        """(N, 2) pixel coordinates (u, v) -> (N, 2) floor points (x, z). ``plane_z`` is ignored: the map shows one
+        plane, the floor (it is there so that the map is a perception Calibration)."""
         pixels = np.atleast_2d(np.asarray(pixels, dtype=np.float64))
         x = self.x0 + pixels[:, 0] * (self.x1 - self.x0) / self.width
         z = self.z0 + pixels[:, 1] * (self.z1 - self.z0) / self.height

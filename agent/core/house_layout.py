@@ -28,6 +28,11 @@ ZONE_MARGIN = 0.1
 """Distance (metres) a route planned around a forbidden zone keeps from it (the agent's centre is what counts)."""
 TOUCH = 1e-6
 """Tolerance (metres) within which two walls coincide."""
+WALL_RGB = (0, 0, 0)
+CLOSED_DOORWAY_RGB = (255, 0, 255)
+"""Colours of the walls and of the closed doorways on the top-down map (MiniWorld's walls have no thickness: seen
+from above they vanish, so HouseEnv.render_map draws them over its picture, and perception reads them back).
+Magenta is far from every colour the map otherwise shows; black is 47 levels from the darkest floor checker."""
 EDGES = {"east": 0, "north": 1, "west": 2, "south": 3}
 """MiniWorld's edge index of each wall of a rectangular room (add_rect_room): east x = max, north z = min, west x =
 min, south z = max."""

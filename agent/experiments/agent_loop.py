@@ -1,14 +1,17 @@
 """`mstt run "INSTRUCTION"`: the agent end to end in one changed world — picture -> demo (perception)
 -> skill mask -> goal from words -> plan and act with the offline-trained skills -> report + video.
+A task that shows the agent its own view (the house) gets that view beside the map in the video.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+import gymnasium as gym
 import numpy as np
 
 from mstt.agent.core.demo import Demo
@@ -48,6 +51,31 @@ class RunReport:
     demo_file: str
     overlay_png: str | None
     video: str
+
+
+@runtime_checkable
+class EgocentricView(Protocol):
+    """A task whose env shows the agent's own view (the house)."""
+
+    def render_egocentric(self, env: gym.Env) -> np.ndarray:
+        """(h, w, 3) uint8: what the agent sees."""
+        ...
+
+
+def side_by_side(view: np.ndarray, picture: np.ndarray) -> np.ndarray:
+    """(h, w, 3) view scaled (nearest pixel) to the (H, W, 3) picture's height and put on its left: (H, W', 3)."""
+    height = picture.shape[0]
+    width = round(view.shape[1] * height / view.shape[0])
+    rows = np.arange(height) * view.shape[0] // height
+    cols = np.arange(width) * view.shape[1] // width
+    return np.concatenate([view[rows][:, cols], picture], axis=1)
+
+
+def _episode_frame(task: Any, env: gym.Env, picture: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
+    """() -> one video frame: the map with demo and plan, beside the agent's own view where the task has one."""
+    if not isinstance(task, EgocentricView):
+        return picture
+    return lambda: side_by_side(task.render_egocentric(env), picture())
 
 
 def _batch(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -129,7 +157,7 @@ def run_instruction(
                 bad = bad | box.contains(positions)
             return bad
 
-        video = Video(partial(video_frame(task, venv, oriented, controller), 0))
+        video = Video(_episode_frame(task, env, partial(video_frame(task, venv, oriented, controller), 0)))
         [outcome] = play_episodes(task, venv, controller, _batch(obs), {}, violation=violation, videos=[video])
     finally:
         venv.close()

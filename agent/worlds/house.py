@@ -32,6 +32,8 @@ from mstt.agent.core.config import ConfigError, HouseConfig, config_file  # noqa
 from mstt.agent.core.demo import Demo  # noqa: E402
 from mstt.agent.core.house_layout import (  # noqa: E402
     AGENT_RADIUS,
+    CLOSED_DOORWAY_RGB,
+    WALL_RGB,
     HouseLayout,
     RoutePlanner,
     point_segment_distance,
@@ -63,11 +65,6 @@ CONTACT_SLACK = 0.05
 """Extra distance within which the agent counts as touching a closed doorway."""
 MAP_MARGIN = 1.0
 """Metres of background around the house in render_top_view (MiniWorld's own, hard-coded margin)."""
-WALL_RGB = (0, 0, 0)
-CLOSED_DOORWAY_RGB = (255, 0, 255)
-"""Colours of the walls and of the closed doorways on the top-down map (MiniWorld's walls have no thickness: seen
-from above they vanish, so render_map draws them over its picture). Magenta is far from every colour the map
-otherwise shows; black is 47 levels from the darkest floor checker."""
 WALL_PIXELS = 3
 """Width (pixels) of a drawn wall: about 14 cm at the default 480-pixel map of a 19 m house."""
 ZONE_COLOUR = (1.0, 0.55, 0.0)
@@ -552,6 +549,17 @@ class HouseTask:
         aim = np.where(reach, steps[None], -1).max(axis=1)
         aim = np.where(aim < 0, nearest, aim)
         return self.track(obs, plan[np.arange(len(obs)), aim], np.zeros((len(obs), N_ACTIONS)))
+
+    def dead_reckon(self, poses: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """(E, 4) poses and (E,) discrete actions -> (E, 4) the poses after them, were no wall in the way: a forward
+        step of FORWARD_STEP along the heading, a turn of TURN_STEP (right raises the heading towards +z)."""
+        heading = np.arctan2(poses[:, 3], poses[:, 2])
+        actions = np.asarray(actions).reshape(-1)
+        heading = heading + math.radians(TURN_STEP) * ((actions == TURN_RIGHT).astype(float) - (actions == TURN_LEFT))
+        step = FORWARD_STEP * (actions == MOVE_FORWARD)
+        x = poses[:, 0] + step * np.cos(heading)
+        z = poses[:, 1] + step * np.sin(heading)
+        return np.stack([x, z, np.cos(heading), np.sin(heading)], axis=1)
 
     def bumps(self, positions: np.ndarray) -> np.ndarray:
         """(N, 2) -> (N,) bool: the agent standing there would touch a wall or a box, as HouseEnv.intersect tests a

@@ -130,7 +130,7 @@ def test_geometric_errors_are_clear(worlds: dict, configs: Path) -> None:
         perceiver.perceive(frame, "sing a song", scene)
     fetch = make_task(load_config(configs / "fetch/zone.yaml"))
     camera = FreeCamera((1.3, 0.75, 0.4), 1.2, 90.0, -90.0, 45.0, 480, 480)
-    with pytest.raises(PerceptionError, match="maze frames only"):
+    with pytest.raises(PerceptionError, match="maze frames and house maps only"):
         perceiver.perceive(frame, "touch the target", Scene.from_task(fetch, camera=camera))
 
 

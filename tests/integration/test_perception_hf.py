@@ -41,7 +41,12 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
 SPECIAL = [
-    "<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<image>", "<fake_token_around_image>", "<global-img>"
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<end_of_utterance>",
+    "<image>",
+    "<fake_token_around_image>",
+    "<global-img>",
 ]
 VOCAB = 1200
 MAX_NEW_TOKENS = 8
@@ -79,8 +84,12 @@ def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tiny = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
     config = Idefics3Config(
         text_config=dict(
-            model_type="llama", vocab_size=len(tokenizer), num_key_value_heads=2, max_position_embeddings=8192,
-            **tiny, **ids,
+            model_type="llama",
+            vocab_size=len(tokenizer),
+            num_key_value_heads=2,
+            max_position_embeddings=8192,
+            **tiny,
+            **ids,
         ),
         vision_config=dict(image_size=32, patch_size=16, **tiny),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
@@ -185,3 +194,28 @@ def test_conversation_format() -> None:
     assert conversation[3]["content"] == [{"type": "text", "text": "again"}]
     assert len(images) == 1
     np.testing.assert_array_equal(np.asarray(images[0]), image)
+
+
+def test_house_map_goes_through_the_model(tiny_vlm: Path, tmp_path: Path) -> None:
+    """A rendered house map and its description reach generate(); the answer in pixels becomes a floor demo."""
+    task = make_task(load_config(CONFIGS / "house/blocked.yaml"))
+    env = task.make_env(render_mode="rgb_array")
+    try:
+        env.reset(seed=0, options=task.reset_options())
+        frame = task.render_frame(env)
+    finally:
+        env.close()
+    scene = Scene.from_task(task)
+    floor = np.array([[2.5, 5.5], [3.0, 7.5], [3.0, 9.0], [13.5, 9.0], [13.5, 7.5], [14.5, 6.5]])
+    route = scene.to_pixel(floor).round(2).tolist()
+    config = {"model": str(tiny_vlm), "max_new_tokens": MAX_NEW_TOKENS, "overlay_dir": str(tmp_path)}
+    perceiver = make_perceiver("hf", config)
+    calls = _spy_generate(perceiver, [json.dumps({"points": route, "frame": "pixel"})])
+    demo = perceiver.perceive(frame, "go to the red ball", scene)
+    expected = perceiver.chat.processor.image_processor(images=[frame], return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(calls[0]["pixel_values"], expected)
+    prompt = perceiver.chat.processor.tokenizer.decode(calls[0]["input_ids"][0])
+    assert "top-down map of a house" in prompt and "closed doorway between the living and the kitchen" in prompt
+    assert demo.task == "house" and demo.source == "vlm"
+    np.testing.assert_allclose(demo.positions, floor, atol=0.01)
+    assert task.check_path(demo.positions, []).refusal is None

@@ -325,3 +325,42 @@ def test_fetch_zone_route_is_checked_against_the_zone(server: ScriptedServer, ap
     assert "zone 1 covers pixels" in _text_of(server.requests[0]["messages"][1])
     assert demo.task == "fetch" and len(demo.points[0]) == 3
     assert not task.violation(demo.positions).any()
+
+
+HOUSE_ROUTE = [[2.5, 5.5], [3.0, 7.5], [3.0, 9.0], [13.5, 9.0], [13.5, 7.5], [14.5, 6.5]]
+"""The blocked house from the bedroom to the red ball by the south hall (x, z metres): what a good VLM would draw."""
+
+
+@pytest.fixture(scope="module")
+def blocked_house(configs_dir: Path) -> tuple[Any, Scene, np.ndarray]:
+    task = make_task(load_config(configs_dir / "house/blocked.yaml"))
+    env = task.make_env(render_mode="rgb_array")
+    try:
+        env.reset(seed=0, options=task.reset_options())
+        frame = task.render_frame(env)
+    finally:
+        env.close()
+    return task, Scene.from_task(task), frame
+
+
+def test_house_map_route_is_checked_against_its_closed_door(
+    server: ScriptedServer, api_key: str, blocked_house: Any
+) -> None:
+    """The house map and its description go out; a straight line through the closed kitchen door is refused with
+    that reason, and a route by the south hall becomes a floor (x, z) demo the house itself accepts."""
+    task, scene, frame = blocked_house
+    server.reply(_fenced(_straight_route(scene)))
+    server.reply(_fenced(scene.to_pixel(np.array(HOUSE_ROUTE)).round(2).tolist()))
+    demo = make_perceiver("openai", _config(server, max_reprompts=1)).perceive(frame, "go to the red ball", scene)
+
+    user = server.requests[0]["messages"][1]
+    url = next(p for p in user["content"] if p["type"] == "image_url")["image_url"]["url"]
+    np.testing.assert_array_equal(np.asarray(decode_data_url(url)), frame)
+    prompt = _text_of(user)
+    assert "top-down map of a house" in prompt and "closed doorway between the living and the kitchen" in prompt
+    assert "the red ball (at pixel (354, 297))" in prompt and "the wardrobe (pixels" in prompt
+    retry = _text_of(server.requests[1]["messages"][-1])
+    assert "passes through the closed doorway between the living and the kitchen" in retry
+    assert demo.task == "house" and demo.source == "vlm"
+    np.testing.assert_allclose(demo.positions, HOUSE_ROUTE, atol=0.01)
+    assert task.check_path(demo.positions, []).refusal is None
