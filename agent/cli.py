@@ -36,7 +36,13 @@ from mstt.agent.core.demo import Demo
 from mstt.agent.core.io import UnwritablePathError, check_writable, write_json_atomic  # noqa: E402
 from mstt.agent.core.provenance import provenance
 from mstt.agent.experiments.agent_loop import run_instruction
-from mstt.agent.experiments.bench import bench_provenance, collection_rate, planning_latency, token_routes
+from mstt.agent.experiments.bench import (
+    bench_provenance,
+    collection_rate,
+    localizer_errors,
+    planning_latency,
+    token_routes,
+)
 from mstt.agent.experiments.corruptions import corrupt, parse_corruption
 from mstt.agent.experiments.evaluate import check_demo, demo_mask, evaluate_transfer
 from mstt.agent.experiments.experiment import load_experiment
@@ -44,10 +50,12 @@ from mstt.agent.experiments.hub import push_run, resolve_run
 from mstt.agent.experiments.methods import AGENT_POLICIES  # noqa: E402
 from mstt.agent.experiments.offline import evaluate_offline, load_offline_experiment, train_offline
 from mstt.agent.experiments.plots import plot_run
-from mstt.agent.experiments.train import check_run_matches, load_models, train, train_only
+from mstt.agent.experiments.train import LOCALIZER_STAGE, check_run_matches, load_models, train, train_only
 from mstt.agent.worlds import load_config, make_task
 from mstt.agent.worlds.data import collect
 from mstt.perception.errors import BackendError  # noqa: E402
+from mstt.skills.checkpoint import CONFIG_NAME
+from mstt.skills.localizer import Localizer
 from mstt.skills.theory import TheoryConfig, run_theory
 from mstt.skills.training import TRACKERS, tracking
 
@@ -297,7 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--observation", choices=["state", "pixels"],
-        help="what the agent sees (default: the config's eval.observation); pixels = rendered frames only",
+        help="what the agent sees (default: the config's eval.observation): state = the simulator's observation (in "
+        "the house: GPS + compass, the exact pose); pixels = rendered frames only (the maze's top-down frame; the "
+        "house's egocentric frame, located by the run's localizer stage)",
     )
     p.add_argument(
         "--figures", type=Path, help="folder for one PNG per maze variant: demo, kept/dropped skills, agent paths"
@@ -395,6 +405,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_override_options(b, trained=True)
     b.set_defaults(func=_bench_tokens)
 
+    b = bench.add_parser("localizer", help="the house localizer's pose errors on held-out source and target frames")
+    b.add_argument("config", help="the experiment config the run was trained with (with a localizer section)")
+    b.add_argument("--run", required=True, type=Path, help="a run folder with a trained localizer stage")
+    b.add_argument("--frames", type=int, help="frames per variant (default: localizer.frames.report_frames)")
+    b.add_argument("--json", type=Path, help="also write the result, with its provenance, to this JSON file")
+    _add_override_options(b, trained=True)
+    b.set_defaults(func=_bench_localizer)
+
     p = sub.add_parser("plot", help="training curves of a run: one PNG per stage from run/logs/STAGE.csv")
     p.add_argument("run", type=Path, help="a run folder trained by `mstt train` or `mstt offline`")
     p.add_argument("--out", type=Path, help="folder for the PNGs (default: RUN/logs)")
@@ -462,6 +480,20 @@ def _bench_tokens(args: argparse.Namespace) -> None:
     result["provenance"] = bench_provenance("tokens", settings, experiment, str(models.generator.device))
     _write_bench(result, args.json)
     print(json.dumps(result, indent=1))
+
+
+def _bench_localizer(args: argparse.Namespace) -> None:
+    _check_output(args.json, "--json", "file")
+    experiment = load_experiment(args.config, _overrides(args))
+    check_run_matches(args.run, experiment)
+    folder = args.run / LOCALIZER_STAGE
+    if not (folder / CONFIG_NAME).exists():
+        raise FileNotFoundError(f"{folder} not found: run `mstt train {args.config} --run {args.run} --stages "
+                                f"{LOCALIZER_STAGE}` first")  # fmt: skip
+    result = localizer_errors(experiment, Localizer.from_pretrained(folder), args.frames)
+    result["provenance"] = bench_provenance("localizer", {"frames": result["frames"]}, experiment, "cpu")
+    _write_bench(result, args.json)
+    print(json.dumps(result["variants"], indent=1))
 
 
 def _write_bench(result: dict[str, object], path: Path | None) -> None:

@@ -10,6 +10,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import date
 from typing import Any, NamedTuple
 
@@ -22,6 +23,9 @@ from mstt.agent.experiments.evaluate import resolved_config
 from mstt.agent.experiments.experiment import Experiment
 from mstt.agent.experiments.train import source_data
 from mstt.agent.worlds import Task, make_task
+from mstt.agent.worlds.house import HouseTask
+from mstt.agent.worlds.house_frames import collect_frames, expert_stream, render_frames
+from mstt.skills.localizer import Localizer, pose_errors
 from mstt.skills.masks import infer_mask
 from mstt.skills.planner import Plan, SkillPlanner
 from mstt.skills.windows import position_windows
@@ -273,3 +277,36 @@ def token_routes(experiment: object, models: object, episodes: int | None = None
         "purity": purity,
         "mask_share_of_route_windows": share,
     }
+
+
+def localizer_errors(experiment: Experiment, localizer: Localizer, frames: int | None = None) -> dict[str, object]:
+    """The localizer's pose errors (position in metres, heading in degrees: median and 90th percentile) on frames it
+    never trained on, in the source house (another seed of the expert's stream) and in each target variant, whose
+    changes (a closed door, a wardrobe, a wet floor) show in the frames. ``single``: one frame each, at the poses
+    after every ``every``-th step of the expert's stream; ``filtered``: along ``frames`` consecutive steps of it, each
+    reading fused with the last estimate moved by the action (localizer.filter), as pixel observations do, from the
+    first frame's reading on. Beside them, the position error of always answering the training frames' mean."""
+    settings = experiment.config.localizer
+    if settings is None:
+        raise ValueError(f"{experiment.path} has no localizer section: nothing to measure")
+    count, every, seed = frames or settings.frames.report_frames, settings.frames.every, settings.frames.report_seed
+    tasks = {"source": make_task(experiment.source)} | {v: make_task(c) for v, c in experiment.targets.items()}
+    mean = localizer.position_mean.cpu().numpy()
+    variants: dict[str, object] = {}
+    for variant, task in tasks.items():
+        assert isinstance(task, HouseTask)  # load_experiment allows a localizer section for egocentric worlds only
+        seen = collect_frames(task, count, every, seed)
+        single = pose_errors(localizer.locate(seen.frames), seen.poses.astype(np.float64))
+        poses, actions = expert_stream(task, count, seed)
+        readings = localizer.locate(render_frames(task, poses.astype(np.float32)))
+        estimates = readings.copy()
+        for t, action in enumerate(actions.tolist()):
+            predicted = task.dead_reckon(estimates[t : t + 1], np.array([action]))
+            estimates[t + 1] = settings.filter.fuse(predicted, readings[t + 1 : t + 2])[0]
+        variants[variant] = {
+            "single": asdict(single),
+            "filtered": asdict(pose_errors(estimates, poses)),
+            "mean_position_median_m": float(np.median(np.linalg.norm(seen.poses[:, :2] - mean, axis=1))),
+        }
+    filtering = asdict(settings.filter)
+    return {"frames": count, "seed": seed, "filter": filtering, "machine": machine(), "variants": variants}

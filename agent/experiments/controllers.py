@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import gymnasium as gym
 import imageio.v2 as imageio
@@ -26,10 +26,11 @@ import torch
 from tqdm import tqdm
 
 from mstt.agent.core.io import RESULT_FILE_MODE
-from mstt.agent.experiments.pixels import TRUE_POSITION_KEY, PixelObservation
+from mstt.agent.experiments.pixels import TRUE_POSITION_KEY, EgocentricTask, LocalizedObservation, PixelObservation
 from mstt.agent.worlds import Task
 from mstt.skills.dds import DDSSkills
 from mstt.skills.diffuser import Diffuser
+from mstt.skills.localizer import Localizer, PoseFilter
 from mstt.skills.windows import arc_lengths, points_at_arc, position_windows
 
 Z_95 = 1.959963984540054
@@ -407,14 +408,27 @@ def env_actions(space: gym.Space, actions: np.ndarray) -> np.ndarray:
 
 
 def make_vector_env(
-    task: Task, n_envs: int, observation: str = "state", render_mode: str | None = None
+    task: Task,
+    n_envs: int,
+    observation: str = "state",
+    render_mode: str | None = None,
+    localizer: Localizer | None = None,
+    pose_filter: PoseFilter | None = None,
 ) -> gym.vector.SyncVectorEnv:
     """One vector env per map, reused for every method and episode (each maze env writes an XML).
 
-    ``observation``: "state" (the simulator's own observation) or "pixels" (the agent sees rendered frames
-    only; see agent/pixels.py). ``render_mode``: how state-observation envs render ("rgb_array" for a video)."""
+    ``observation``: "state" (the simulator's own observation; in the house, GPS + compass) or "pixels" (the agent
+    sees rendered frames only; see agent/experiments/pixels.py): with a ``localizer``, the egocentric frames it reads,
+    fused over steps by ``pose_filter`` (default: PoseFilter()) (the house), else the top-down frame read by perception
+    (the maze). ``render_mode``: how state-observation envs render ("rgb_array" for a video)."""
     if observation == "state":
         return gym.vector.SyncVectorEnv([lambda: task.make_env(render_mode=render_mode) for _ in range(n_envs)])
+    if observation == "pixels" and localizer is not None:
+        egocentric, fuse = cast(EgocentricTask, task), pose_filter or PoseFilter()
+        return gym.vector.SyncVectorEnv(
+            [lambda: LocalizedObservation(task.make_env(render_mode="rgb_array"), egocentric, localizer, fuse)
+             for _ in range(n_envs)]
+        )  # fmt: skip
     if observation == "pixels":
         return gym.vector.SyncVectorEnv(
             [lambda: PixelObservation(task.make_env(render_mode="rgb_array"), task) for _ in range(n_envs)]

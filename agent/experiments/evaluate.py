@@ -47,7 +47,9 @@ from mstt.agent.experiments.figures import (
     token_mean_windows,
 )
 from mstt.agent.experiments.methods import METHODS, EvalMethod, check_methods
+from mstt.agent.experiments.pixels import EGOCENTRIC_FAMILIES
 from mstt.agent.experiments.train import (
+    LOCALIZER_STAGE,
     Models,
     check_baseline_stages,
     check_run_matches,
@@ -58,6 +60,7 @@ from mstt.agent.experiments.train import (
 from mstt.agent.worlds import Task, make_task
 from mstt.perception import Scene, draw_demo, make_perceiver
 from mstt.skills.critic import ConstantCritic
+from mstt.skills.localizer import PoseFilter
 from mstt.skills.masks import infer_route_mask, token_sequence
 from mstt.skills.planner import PlannerConfig, SkillPlanner
 from mstt.skills.windows import position_windows
@@ -107,6 +110,9 @@ def evaluate_transfer(
                 f"method {name} needs the {missing} stage, but {run} has none: give {experiment.path} a {section} "
                 f"section and run `mstt train` into the run folder"
             )
+    observation = observation or settings.observation
+    check_pixel_stage(experiment, run, models, observation)
+    pose_filter = config.localizer.filter if config.localizer is not None else PoseFilter()
     device = models.generator.device
     horizon = models.tokenizer.horizon
     num_skills = models.tokenizer.codebook_size
@@ -152,8 +158,8 @@ def evaluate_transfer(
             for warning in warnings:
                 print(f"[{variant}] warning: demo {demo_name}: {warning}")
         venv = make_vector_env(
-            task, min(settings.n_envs, episodes), observation or settings.observation,
-            render_mode=None if video is None else "rgb_array",
+            task, min(settings.n_envs, episodes), observation, render_mode=None if video is None else "rgb_array",
+            localizer=models.localizer, pose_filter=pose_filter,
         )  # fmt: skip
         first, _ = venv.reset(seed=settings.seed, options=task.reset_options())
         demo = task_demo(demo, task, first["achieved_goal"][0], first["desired_goal"][0])
@@ -246,7 +252,7 @@ def evaluate_transfer(
         "config": portable_path(experiment.path),
         "overrides": list(experiment.overrides),
         "episodes": episodes,
-        "observation": observation or settings.observation,
+        "observation": observation,
         "corruption": None if corruption is None else str(corruption),
         "variants": results,
         "demos": demos,
@@ -313,6 +319,19 @@ def method_planners(models: Any, config: PlannerConfig) -> dict[str, SkillPlanne
         # mask_only: a constant critic has no goal radius or prior, so the planner ranks nothing (token scoring)
         "constant": models.planner(config, ConstantCritic(models.tokenizer.codebook_size)),
     }
+
+
+def check_pixel_stage(experiment: Experiment, run: Path, models: Models, observation: str) -> None:
+    """Refuse pixel observations of a world with egocentric frames (the house) from a run without the localizer
+    stage that reads them, naming the command that trains it."""
+    if observation != "pixels" or experiment.source.task not in EGOCENTRIC_FAMILIES or models.localizer is not None:
+        return
+    section = "" if experiment.config.localizer is not None else f"give {experiment.path} a localizer section, then "
+    raise ValueError(
+        f"--observation pixels: {run} has no {LOCALIZER_STAGE} stage, which turns the {experiment.source.task}'s "
+        f"egocentric frames into poses: {section}run `mstt train {experiment.path} --run {run} --stages "
+        f"{LOCALIZER_STAGE}`"
+    )
 
 
 def missing_stage(spec: EvalMethod, models: Models, variants: list[str]) -> str | None:

@@ -28,8 +28,10 @@ from mstt.agent.core.config import (
 )  # fmt: skip
 from mstt.agent.core.io import plain
 from mstt.agent.experiments.methods import DEFAULT_METHODS, METHODS, check_methods
+from mstt.agent.experiments.pixels import EGOCENTRIC_FAMILIES
 from mstt.agent.worlds import load_config
 from mstt.agent.worlds.data import DataSettings
+from mstt.agent.worlds.house_frames import FrameSettings
 from mstt.skills.bc import BCConfig
 from mstt.skills.critic import CriticConfig
 from mstt.skills.dara import DARAConfig
@@ -37,6 +39,7 @@ from mstt.skills.dds import DDSConfig
 from mstt.skills.diffuser import DiffuserConfig
 from mstt.skills.generator import GeneratorConfig
 from mstt.skills.iql import IQLConfig
+from mstt.skills.localizer import LocalizerConfig, PoseFilter
 from mstt.skills.masks import MaskInferenceConfig
 from mstt.skills.planner import PlannerConfig
 from mstt.skills.tokenizer import TokenizerConfig
@@ -44,9 +47,10 @@ from mstt.skills.tokenizer import TokenizerConfig
 ALL_METHODS: tuple[str, ...] = tuple(METHODS)
 """Every eval method (agent/methods.py); mstt_dds, diffuser and dara_* need their optional stage's section (see
 ExperimentConfig)."""
-BASELINE_SECTIONS = ("diffuser", "dara")
-"""Optional sections of the paper's baselines: a run folder can gain them after the fact, so the run's fingerprint
-leaves them out and each of their stages is checked against its own section instead (train.check_baseline_stages)."""
+BASELINE_SECTIONS = ("diffuser", "dara", "localizer")
+"""Optional sections a run folder can gain after the fact (the paper's baselines, the house's localizer), so the run's
+fingerprint leaves them out and each of their stages is checked against its own section instead
+(train.check_baseline_stages)."""
 
 
 class TrainSettings(Settings):
@@ -78,7 +82,9 @@ class EvalSettings(Settings):
     methods: list[str] = list(DEFAULT_METHODS)
     """Methods of agent/methods.py's table, run side by side on the same episodes."""
     observation: Literal["state", "pixels"] = "state"
-    """What the agent sees: the simulator's state, or rendered frames only (maze; agent/pixels.py)."""
+    """What the agent sees: "state", the simulator's own observation (in the house: GPS + compass, its exact pose), or
+    "pixels", rendered frames only (agent/experiments/pixels.py: the maze's top-down frame read by perception, the
+    house's egocentric frame read by the trained localizer stage)."""
     diffuser_replan_every: int | None = Field(default=50, gt=0)
     """Steps between the Diffuser baseline's plans (each from the current state to the goal); None plans once per
     horizon."""
@@ -113,6 +119,17 @@ class DARASettings(Settings):
         return value
 
 
+class LocalizerSettings(Settings):
+    """The house's learned localizer (skills/localizer.py): one egocentric frame -> the agent's pose, trained on
+    frames of the source house only; the pose `mstt eval --observation pixels` gives the agent there."""
+
+    frames: FrameSettings = FrameSettings()
+    """The egocentric frames it trains on and is tested on (agent/worlds/house_frames.py)."""
+    model: LocalizerConfig = LocalizerConfig()
+    filter: PoseFilter = PoseFilter()
+    """How pixel observations fuse each frame's reading with the last estimate moved by the action (eval only)."""
+
+
 class ExperimentConfig(Settings):
     experiment: Literal["mstt"]
     source: str
@@ -137,6 +154,9 @@ class ExperimentConfig(Settings):
     """Optional Diffuser baseline (eval method diffuser), trained on the source data."""
     dara: DARASettings | None = None
     """Optional DARA baseline (eval methods dara_5pct, dara_10pct); it alone sees target-world actions."""
+    localizer: LocalizerSettings | None = None
+    """Optional frame -> pose localizer of a world with egocentric frames (the house), needed by pixel observations
+    there (eval.observation); None trains no such stage."""
     eval: EvalSettings = EvalSettings()
 
     @model_validator(mode="after")
@@ -235,6 +255,11 @@ def load_experiment(path: str | Path, overrides: Sequence[Override] = ()) -> Exp
     path, config, source = load_experiment_file(
         path, "mstt", ExperimentConfig, "variant configs go to collect/demo-make/render", overrides
     )
+    if config.localizer is not None and source.task not in EGOCENTRIC_FAMILIES:
+        raise ConfigError(
+            f"{path}: field 'localizer': a {source.task} world has no egocentric frames to localize from (only "
+            f"{sorted(EGOCENTRIC_FAMILIES)} do); remove the section"
+        )
     targets: dict[str, TaskConfig] = {}
     for i, name in enumerate(config.targets):
         target = load_config(referenced_file(path, f"targets[{i}]", name))

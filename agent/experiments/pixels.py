@@ -1,21 +1,26 @@
-"""Pixel-only observations: the agent sees rendered top-down frames and nothing else. Its state (position and
-velocity) and the goal are read off each frame through the camera calibration (perception.state), so the same
-skills run from pixels: our stand-in for the paper's Habitat runs, which cannot be installed here.
+"""Pixel-only observations: the agent sees rendered frames and nothing else, and the same skills run from pixels: our
+stand-in for the paper's Habitat runs, which cannot be installed here. The maze's top-down frame gives its state
+(position and velocity) and the goal through the camera calibration (perception.state); the house's egocentric frame
+gives its pose through the trained localizer stage (skills/localizer.py).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
 from mstt.agent.worlds import Task
 from mstt.perception import PerceptionError, Scene, estimate_position
+from mstt.skills.localizer import Localizer, PoseFilter
 
 TRUE_POSITION_KEY = "true_achieved_goal"
 """info key holding the simulator's own position: read by the evaluator for metrics, never by the agent."""
+EGOCENTRIC_FAMILIES = frozenset({"house"})
+"""World families whose pixel mode is the agent's own view, located by the trained localizer stage; the others'
+(the maze) is the top-down frame, read by perception."""
 DEFAULT_VELOCITY_FRAMES = 5
 """Velocity = (p_t - p_{t-k}) / (k dt): one pixel of centre error (~0.03 world units) over a single 0.01 s step
 would be ~3 units/s of velocity noise; over 5 steps it is ~0.6."""
@@ -88,5 +93,60 @@ class PixelObservation(gym.Wrapper):
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
+        info[TRUE_POSITION_KEY] = obs["achieved_goal"].copy()
+        return self._observe(obs), reward, terminated, truncated, info
+
+
+class EgocentricTask(Protocol):
+    """A task whose env shows the agent's own view and whose actions move the pose predictably (the house)."""
+
+    def render_egocentric(self, env: gym.Env) -> np.ndarray:
+        """(H, W, 3) uint8: what the agent sees."""
+        ...
+
+    def dead_reckon(self, poses: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """(E, 4) poses and (E,) actions -> (E, 4) the poses after them, were no wall in the way."""
+        ...
+
+
+class LocalizedObservation(gym.Wrapper):
+    """Replace the house's pose (GPS + compass) by what its egocentric frames show: every reset and step renders the
+    agent's view and the trained localizer reads a pose off it (x, z, cos h, sin h); after a step, ``pose_filter``
+    fuses that reading with the last estimate moved by the action taken (the agent knows its own actions).
+
+    ``observation`` = the estimate, ``achieved_goal`` = its position, ``desired_goal`` = the env's goal position (the
+    task names its goal: a point-goal task; perception reads goals off instructions, not off this view). The
+    simulator's position goes to ``info[TRUE_POSITION_KEY]``, so goal, failure and cost are measured on the truth.
+    """
+
+    def __init__(self, env: gym.Env, task: EgocentricTask, localizer: Localizer, pose_filter: PoseFilter) -> None:
+        super().__init__(env)
+        if env.render_mode != "rgb_array":
+            raise ValueError("LocalizedObservation needs an env made with render_mode='rgb_array'")
+        self.task, self.localizer, self.pose_filter = task, localizer, pose_filter
+        self.estimate = np.zeros(4)
+
+    def _read(self) -> np.ndarray:
+        """(4,) the localizer's reading of the current frame."""
+        return self.localizer.locate(self.task.render_egocentric(self.env)[None])[0]
+
+    def _observe(self, true_obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        dtype = true_obs["observation"].dtype
+        return {
+            "observation": self.estimate.astype(dtype),
+            "achieved_goal": self.estimate[:2].astype(dtype),
+            "desired_goal": true_obs["desired_goal"].copy(),
+        }
+
+    def reset(self, **kwargs: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self.estimate = self._read()
+        info[TRUE_POSITION_KEY] = obs["achieved_goal"].copy()
+        return self._observe(obs), info
+
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        predicted = self.task.dead_reckon(self.estimate[None], np.asarray([action]))
+        self.estimate = self.pose_filter.fuse(predicted, self._read()[None])[0]
         info[TRUE_POSITION_KEY] = obs["achieved_goal"].copy()
         return self._observe(obs), reward, terminated, truncated, info

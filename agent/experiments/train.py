@@ -1,6 +1,7 @@
 """`mstt train`: everything learned offline from the SOURCE dataset only, stage by stage —
 tokenizer, then critic and generator on its tokens, then the BC baseline, and (when the config has an
-``executor_dds`` section) the DDS skills that can execute MSTT's plans — into one run folder.
+``executor_dds`` section) the DDS skills that can execute MSTT's plans, then the optional baselines and (a
+``localizer`` section, the house) the frame -> pose localizer of pixel observations — into one run folder.
 
 A finished stage leaves a checkpoint that later runs reuse; a stage killed midway resumes from
 its last periodic training checkpoint. The run folder records the experiment's fingerprint and
@@ -43,6 +44,8 @@ from mstt.agent.worlds.data import (
     load_episodes,
     target_dataset_id,
 )
+from mstt.agent.worlds.house import HouseTask
+from mstt.agent.worlds.house_frames import source_frames
 from mstt.skills.bc import BCPolicy, train_bc
 from mstt.skills.checkpoint import CONFIG_NAME
 from mstt.skills.critic import MaskedCritic, build_skill_transitions, train_critic
@@ -51,15 +54,16 @@ from mstt.skills.dds import DDSSkills, skill_windows, train_skills
 from mstt.skills.diffuser import Diffuser, train_diffuser
 from mstt.skills.generator import TrajectoryGenerator, generator_windows, train_generator
 from mstt.skills.iql import IQLLearner, train_iql
+from mstt.skills.localizer import Localizer, train_localizer
 from mstt.skills.masks import token_sequence
 from mstt.skills.planner import PlannerConfig, SkillPlanner
 from mstt.skills.relabel import primitive_transitions
 from mstt.skills.tokenizer import SkillTokenizer, train_tokenizer
 from mstt.skills.windows import position_windows
 
-__all__ = ["DATA_FILE", "RUN_FILE", "DataStats", "Models", "RunMismatchError", "check_baseline_stages",
-           "check_run_matches", "dara_stage_name", "load_models", "source_data", "target_data", "train", "train_only",
-           "trained_stages", "transfer_stages"]  # fmt: skip
+__all__ = ["DATA_FILE", "LOCALIZER_STAGE", "RUN_FILE", "DataStats", "Models", "RunMismatchError",
+           "check_baseline_stages", "check_run_matches", "dara_stage_name", "load_models", "source_data", "target_data",
+           "train", "train_only", "trained_stages", "transfer_stages"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,8 @@ class Models:
     """The Diffuser baseline; None when the run has no diffuser stage."""
     dara: dict[str, IQLLearner] = field(default_factory=dict)
     """DARA's IQL policies by stage name (``dara_stage_name``)."""
+    localizer: Localizer | None = None
+    """The house's frame -> pose localizer (pixel observations); None when the run has no localizer stage."""
 
     def dara_policy(self, variant: str, share: float) -> IQLLearner | None:
         return self.dara.get(dara_stage_name(variant, share))
@@ -392,6 +398,34 @@ def baseline_stages(experiment: Experiment) -> tuple[Stage[SourceData], ...]:
     return diffuser + dara_stages(experiment)
 
 
+# --------------------------------------------------------------------------------------------------------------
+# The house's localizer: egocentric frames of the source house -> the agent's pose (pixel observations)
+
+LOCALIZER_STAGE = "localizer"
+
+
+def localizer_stages(experiment: Experiment) -> tuple[Stage[SourceData], ...]:
+    """The localizer stage when the config has a localizer section: it renders its frames of the source house first
+    when they are not under data.root (agent/worlds/house_frames.py), then fits the CNN to them."""
+    settings = experiment.config.localizer
+    if settings is None:
+        return ()
+
+    def train(inputs: StageInputs[SourceData]) -> Trained:
+        task = make_task(experiment.source)
+        assert isinstance(task, HouseTask)  # load_experiment allows the section for egocentric worlds only
+        root = experiment_root(experiment.config.data)
+        frames = source_frames(task, settings.frames, root, inputs.progress)
+        model, report = train_localizer(
+            frames.frames, frames.poses, _with_device(settings.model, experiment.config), inputs.loop()
+        )
+        model.save_pretrained(inputs.folder)
+        trained_on = {"frames": settings.frames.frames, "every": settings.frames.every, "seed": settings.frames.seed}
+        return Trained(model, {"trained_on": trained_on, **asdict(report)}, str(model.device))
+
+    return (Stage(LOCALIZER_STAGE, train, lambda run: Localizer.from_pretrained(run / LOCALIZER_STAGE)),)
+
+
 def check_baseline_stages(run: Path, experiment: Experiment) -> None:
     """A baseline stage the run already holds must have been trained with this experiment's section: refuse one
     trained with other settings, naming the stage and the first field that differs (the device may differ)."""
@@ -405,6 +439,8 @@ def check_baseline_stages(run: Path, experiment: Experiment) -> None:
                 name = dara_stage_name(variant, share)
                 sections[f"{name}-classifiers"] = _with_device(config.dara.classifiers, config)
                 sections[name] = _with_device(config.dara.iql, config)
+    if config.localizer is not None:
+        sections[LOCALIZER_STAGE] = _with_device(config.localizer.model, config)
     for name, expected in sections.items():
         saved_file = run / name / CONFIG_NAME
         if not saved_file.exists():
@@ -412,7 +448,7 @@ def check_baseline_stages(run: Path, experiment: Experiment) -> None:
         saved = json.loads(saved_file.read_text()).get("config")
         if not isinstance(saved, dict):  # not a component checkpoint: loading it reports what is wrong
             continue
-        wanted = asdict(expected)
+        wanted = json.loads(json.dumps(asdict(expected)))  # as config.json holds it: tuples become lists
         differs = [k for k in wanted if k != "device" and saved.get(k) != wanted[k]]
         if differs:
             key = differs[0]
@@ -424,9 +460,9 @@ def check_baseline_stages(run: Path, experiment: Experiment) -> None:
 
 def transfer_stages(experiment: Experiment) -> tuple[Stage[SourceData], ...]:
     """The stages a run of this experiment trains, in order: MSTT's, the DDS executor when configured, then the
-    configured baselines."""
+    configured baselines and the localizer."""
     dds = (DDS_STAGE,) if experiment.config.executor_dds is not None else ()
-    return TRANSFER_STAGES + dds + baseline_stages(experiment)
+    return TRANSFER_STAGES + dds + baseline_stages(experiment) + localizer_stages(experiment)
 
 
 def trained_stages(experiment: Experiment) -> tuple[str, ...]:
@@ -450,6 +486,7 @@ def train(experiment: Experiment, run: Path, progress: bool = True) -> Models:
         models["tokenizer"], models["critic"], models["generator"], models["bc"], data.stats,
         models.get(DDS_STAGE.name), models.get(DIFFUSER_STAGE.name),
         {name: model for name, model in models.items() if isinstance(model, IQLLearner)},
+        models.get(LOCALIZER_STAGE),
     )  # fmt: skip
 
 
@@ -488,6 +525,8 @@ def load_models(run: Path, device: str | None = None) -> Models:
         for folder in sorted(run.glob(f"{DARA_PREFIX}*"))
         if (folder / CONFIG_NAME).exists() and not folder.name.endswith("-classifiers")
     }  # a flat policy fed numpy, like BC: it acts on the CPU
+    localizer_folder = run / LOCALIZER_STAGE
+    localizer = Localizer.from_pretrained(localizer_folder) if (localizer_folder / CONFIG_NAME).exists() else None
     return Models(
         SkillTokenizer.from_pretrained(run / "tokenizer", device=device),
         MaskedCritic.from_pretrained(run / "critic", device=device),
@@ -497,6 +536,7 @@ def load_models(run: Path, device: str | None = None) -> Models:
         dds_skills,
         diffuser,
         dara,
+        localizer,
     )
 
 
