@@ -49,6 +49,7 @@ SHIPPED_VARIANTS = (
     "house/blocked.yaml",
     "house/zone.yaml",
     "house/holdout.yaml",
+    "house/holdout_source.yaml",
 )
 """The variant configs (relative to the packaged configs/) registered on import; a test checks that it names every
 YAML there that loads as a variant. Listed rather than found, so import reads no experiment config."""
