@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -136,36 +136,157 @@ class Localizer(HubComponent):
         return model.to(device or "cpu").eval()
 
 
+class FloorMap(Protocol):
+    """The map the agent is given (the house's walls, closed doorways and furniture) and how its actions move it."""
+
+    def dead_reckon(self, poses: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """(N, 4) poses (x, z, cos h, sin h) and (N,) actions -> (N, 4) the poses after them, a forward step that
+        the map shows blocked leaving the position where it was (as the simulator does)."""
+        ...
+
+    def standable(self, positions: np.ndarray) -> np.ndarray:
+        """(N, 2) -> (N,) bool: the agent can stand there (on a floor, touching no wall or furniture)."""
+        ...
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """(x0, z0, x1, z1): a rectangle holding every floor."""
+        ...
+
+
 @dataclass(frozen=True)
 class PoseFilter:
-    """Fuses the pose predicted from the last estimate and the action taken (dead reckoning) with the localizer's
-    reading of the new frame. A single frame can be ambiguous (the two long halls look alike from many poses: 90th
-    percentile error ~4 m), and dead reckoning drifts where a wall stops a step; a small gain averages the frames'
-    errors over several steps, and the gate bounds how far one outlying frame can pull the position."""
+    """A particle filter over poses (x, z, h): each particle moves by the action taken, a forward step into a wall
+    or furniture leaving it in place (the actions have no noise, so this dead reckoning is exact from the true
+    pose), and is weighted by how well it agrees with the localizer's reading of the new frame and with whether the
+    frame changed (a step the simulator refused shows the same frame again: the particles that the map stopped
+    should be those whose frames stood still). A frame's error repeats over neighbouring frames (a view that
+    misleads once misleads for many steps: the two long halls look alike), so each reading's likelihood is
+    tempered: evidence accrues over many frames, and the map rules out the poses the actions could not have reached.
+    Half the first particles are spread over the whole floor, and a few are redrawn around each new reading, so a
+    wrong start and a lost track recover."""
 
-    gain: float = 0.1
-    """Share of the gap between predicted and read position taken each step."""
-    gate: float = 0.3
-    """Metres: a gap beyond this pulls as hard as one of this length (a wrong estimate still converges, slowly)."""
-    heading_gain: float = 0.3
-    """Share of the gap between predicted and read heading taken each step."""
+    particles: int = 500
+    """Poses tracked per env."""
+    position_sigma: float = 0.75
+    """Metres: the spread of a reading's position error (one frame's median error is ~0.8 m)."""
+    heading_sigma_deg: float = 8.0
+    """Degrees: the spread of a reading's heading error."""
+    outlier: float = 0.2
+    """Likelihood floor added to each of the position's and heading's (peak 1): a reading metres off (one frame in
+    ten) lowers the particles near the truth by at most this much, rather than wiping them out."""
+    temper: float = 0.2
+    """Power of each reading's likelihood: how much of an independent frame's evidence one correlated frame is."""
+    uniform_start: float = 0.5
+    """Share of the first particles spread over the whole floor (the rest around the first reading)."""
+    reseed: float = 0.05
+    """Share of the particles redrawn around the newest reading at each resampling."""
+    position_jitter: float = 0.02
+    """Metres of noise added to the particles at each resampling, to keep them apart."""
+    heading_jitter_deg: float = 1.0
+    """Degrees of noise added to the particles' headings at each resampling."""
+    stall_mismatch: float = 0.05
+    """Weight kept by a particle that the map stopped at a wall while the frames show the agent moved, or that moved
+    while the frames show it stopped (the same frame again)."""
+    seed: int = 0
+    """Seed of the filter's random draws (it is deterministic given the env's)."""
 
     def __post_init__(self) -> None:
-        for name in ("gain", "heading_gain"):
-            if not 0 < getattr(self, name) <= 1:
-                raise ValueError(f"PoseFilter.{name} must be in (0, 1], got {getattr(self, name)!r}")
-        if not self.gate > 0:
-            raise ValueError(f"PoseFilter.gate must be > 0, got {self.gate!r}")
+        if self.particles < 2:
+            raise ValueError(f"PoseFilter.particles must be >= 2, got {self.particles!r}")
+        for name in ("position_sigma", "heading_sigma_deg", "temper"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"PoseFilter.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("outlier", "position_jitter", "heading_jitter_deg", "stall_mismatch"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"PoseFilter.{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("uniform_start", "reseed"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"PoseFilter.{name} must be in [0, 1), got {getattr(self, name)!r}")
 
-    def fuse(self, predicted: np.ndarray, read: np.ndarray) -> np.ndarray:
-        """(E, 4) predicted and (E, 4) read poses (x, z, cos h, sin h) -> (E, 4) fused poses."""
-        gap = read[:, :2] - predicted[:, :2]
-        length = np.linalg.norm(gap, axis=1, keepdims=True)
-        position = predicted[:, :2] + self.gain * gap * np.minimum(1.0, self.gate / np.maximum(length, 1e-9))
-        heading = np.arctan2(predicted[:, 3], predicted[:, 2])
-        turn = np.arctan2(read[:, 3], read[:, 2]) - heading
-        heading = heading + self.heading_gain * ((turn + math.pi) % (2 * math.pi) - math.pi)
-        return np.concatenate([position, np.cos(heading)[:, None], np.sin(heading)[:, None]], axis=1)
+    def track(self, floor: FloorMap, reading: np.ndarray, rng: np.random.Generator) -> PoseTracker:
+        """A tracker started from the first (4,) reading."""
+        return PoseTracker(self, floor, reading, rng)
+
+
+class PoseTracker:
+    """One env's particles (PoseFilter): ``estimate`` after the first reading and after every ``step``."""
+
+    def __init__(self, config: PoseFilter, floor: FloorMap, reading: np.ndarray, rng: np.random.Generator) -> None:
+        self.config, self.floor, self.rng = config, floor, rng
+        spread = self._on_floor(round(config.uniform_start * config.particles))
+        around = self._around(reading, config.particles - len(spread))
+        self.poses = np.concatenate([spread, around])  # (P, 3) x, z, h
+        self.weights = np.full(config.particles, 1.0 / config.particles)
+        self.estimate = self._update(reading)
+        """(4,) the weighted mean pose (x, z, cos h, sin h) after the latest reading."""
+
+    def _mean(self) -> np.ndarray:
+        position = self.weights @ self.poses[:, :2]
+        heading = math.atan2(self.weights @ np.sin(self.poses[:, 2]), self.weights @ np.cos(self.poses[:, 2]))
+        return np.array([position[0], position[1], math.cos(heading), math.sin(heading)])
+
+    def step(self, action: int, reading: np.ndarray, still: bool | None = None) -> np.ndarray:
+        """Move every particle by ``action``, weigh it by the new (4,) ``reading`` and, when known, by whether the
+        pose stayed ``still`` (a step the simulator refused shows the very same frame again); -> (4,) the
+        estimate."""
+        x, z, h = self.poses.T
+        moved = self.floor.dead_reckon(np.stack([x, z, np.cos(h), np.sin(h)], axis=1), np.full(len(h), action))
+        poses = np.stack([moved[:, 0], moved[:, 1], np.arctan2(moved[:, 3], moved[:, 2])], axis=1)
+        stayed = np.all(poses == self.poses, axis=1)
+        self.poses = poses
+        agrees = np.ones(len(poses), dtype=bool) if still is None else stayed == still
+        self.estimate = self._update(reading, np.where(agrees, 1.0, self.config.stall_mismatch))
+        return self.estimate
+
+    def _update(self, reading: np.ndarray, prior: np.ndarray | float = 1.0) -> np.ndarray:
+        """Weigh the particles by ``prior`` and ``reading``; -> (4,) their mean; then resample them once half are
+        spent."""
+        self.weights = self.weights * prior
+        self._weigh(reading)
+        mean = self._mean()
+        if 1.0 / (self.weights**2).sum() < self.config.particles / 2:
+            self._resample(reading)
+        return mean
+
+    def _around(self, reading: np.ndarray, count: int) -> np.ndarray:
+        """(count, 3) poses drawn from a reading's error spread."""
+        sigma, heading_sigma = self.config.position_sigma, math.radians(self.config.heading_sigma_deg)
+        position = reading[:2] + sigma * self.rng.standard_normal((count, 2))
+        heading = math.atan2(reading[3], reading[2]) + heading_sigma * self.rng.standard_normal(count)
+        return np.concatenate([position, heading[:, None]], axis=1)
+
+    def _on_floor(self, count: int) -> np.ndarray:
+        """(count, 3) poses uniform over the floor the agent can stand on, any heading."""
+        x0, z0, x1, z1 = self.floor.extent
+        found = np.zeros((0, 2))
+        while len(found) < count:
+            drawn = self.rng.uniform((x0, z0), (x1, z1), (4 * count, 2))
+            found = np.concatenate([found, drawn[self.floor.standable(drawn)]])
+        return np.concatenate([found[:count], self.rng.uniform(-math.pi, math.pi, (count, 1))], axis=1)
+
+    def _weigh(self, reading: np.ndarray) -> None:
+        config = self.config
+        distance2 = ((self.poses[:, :2] - reading[:2]) ** 2).sum(1)
+        turn = (self.poses[:, 2] - math.atan2(reading[3], reading[2]) + math.pi) % (2 * math.pi) - math.pi
+        likelihood = (np.exp(-0.5 * distance2 / config.position_sigma**2) + config.outlier) * (
+            np.exp(-0.5 * (turn / math.radians(config.heading_sigma_deg)) ** 2) + config.outlier
+        )
+        weights = self.weights * likelihood**config.temper * self.floor.standable(self.poses[:, :2])
+        total = weights.sum()
+        # every particle ruled out (none can stand where it is): keep them, equally weighted, for the readings to sort
+        self.weights = weights / total if total > 0 else np.full(len(weights), 1.0 / len(weights))
+
+    def _resample(self, reading: np.ndarray) -> None:
+        """Systematic resampling; then jitter, and ``reseed`` of the particles redrawn around ``reading``."""
+        config, count = self.config, self.config.particles
+        picks = np.searchsorted(np.cumsum(self.weights), (self.rng.random() + np.arange(count)) / count)
+        poses = self.poses[np.minimum(picks, count - 1)]
+        poses[:, :2] += config.position_jitter * self.rng.standard_normal((count, 2))
+        poses[:, 2] += math.radians(config.heading_jitter_deg) * self.rng.standard_normal(count)
+        redrawn = round(config.reseed * count)
+        poses[:redrawn] = self._around(reading, redrawn)
+        self.poses, self.weights = poses, np.full(count, 1.0 / count)
 
 
 @dataclass(frozen=True)
@@ -243,8 +364,10 @@ __all__ = [
     "Localizer",
     "LocalizerConfig",
     "LocalizerReport",
+    "FloorMap",
     "PoseErrors",
     "PoseFilter",
+    "PoseTracker",
     "pose_errors",
     "train_localizer",
 ]

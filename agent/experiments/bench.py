@@ -284,8 +284,8 @@ def localizer_errors(experiment: Experiment, localizer: Localizer, frames: int |
     never trained on, in the source house (another seed of the expert's stream) and in each target variant, whose
     changes (a closed door, a wardrobe, a wet floor) show in the frames. ``single``: one frame each, at the poses
     after every ``every``-th step of the expert's stream; ``filtered``: along ``frames`` consecutive steps of it, each
-    reading fused with the last estimate moved by the action (localizer.filter), as pixel observations do, from the
-    first frame's reading on. Beside them, the position error of always answering the training frames' mean."""
+    reading tracked with the actions and the map by localizer.filter, as pixel observations do, from the first frame's
+    reading on. Beside them, the position error of always answering the training frames' mean."""
     settings = experiment.config.localizer
     if settings is None:
         raise ValueError(f"{experiment.path} has no localizer section: nothing to measure")
@@ -298,11 +298,11 @@ def localizer_errors(experiment: Experiment, localizer: Localizer, frames: int |
         seen = collect_frames(task, count, every, seed)
         single = pose_errors(localizer.locate(seen.frames), seen.poses.astype(np.float64))
         poses, actions = expert_stream(task, count, seed)
-        readings = localizer.locate(render_frames(task, poses.astype(np.float32)))
-        estimates = readings.copy()
-        for t, action in enumerate(actions.tolist()):
-            predicted = task.dead_reckon(estimates[t : t + 1], np.array([action]))
-            estimates[t + 1] = settings.filter.fuse(predicted, readings[t + 1 : t + 2])[0]
+        stream = render_frames(task, poses.astype(np.float32))
+        readings, still = localizer.locate(stream), (stream[1:] == stream[:-1]).all(axis=(1, 2, 3)).tolist()
+        tracker = settings.filter.track(task, readings[0], np.random.default_rng(settings.filter.seed))
+        steps = zip(actions.tolist(), readings[1:], still)
+        estimates = np.stack([tracker.estimate] + [tracker.step(a, r, s) for a, r, s in steps])
         variants[variant] = {
             "single": asdict(single),
             "filtered": asdict(pose_errors(estimates, poses)),

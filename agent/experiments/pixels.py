@@ -14,7 +14,7 @@ import numpy as np
 
 from mstt.agent.worlds import Task
 from mstt.perception import PerceptionError, Scene, estimate_position
-from mstt.skills.localizer import Localizer, PoseFilter
+from mstt.skills.localizer import FloorMap, Localizer, PoseFilter, PoseTracker
 
 TRUE_POSITION_KEY = "true_achieved_goal"
 """info key holding the simulator's own position: read by the evaluator for metrics, never by the agent."""
@@ -97,22 +97,19 @@ class PixelObservation(gym.Wrapper):
         return self._observe(obs), reward, terminated, truncated, info
 
 
-class EgocentricTask(Protocol):
-    """A task whose env shows the agent's own view and whose actions move the pose predictably (the house)."""
+class EgocentricTask(FloorMap, Protocol):
+    """A task whose env shows the agent's own view, whose actions move the pose predictably and whose map the agent
+    is given (the house)."""
 
     def render_egocentric(self, env: gym.Env) -> np.ndarray:
         """(H, W, 3) uint8: what the agent sees."""
         ...
 
-    def dead_reckon(self, poses: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """(E, 4) poses and (E,) actions -> (E, 4) the poses after them, were no wall in the way."""
-        ...
-
 
 class LocalizedObservation(gym.Wrapper):
     """Replace the house's pose (GPS + compass) by what its egocentric frames show: every reset and step renders the
-    agent's view and the trained localizer reads a pose off it (x, z, cos h, sin h); after a step, ``pose_filter``
-    fuses that reading with the last estimate moved by the action taken (the agent knows its own actions).
+    agent's view and the trained localizer reads a pose off it (x, z, cos h, sin h); ``pose_filter`` tracks the pose
+    over the episode from these readings, the actions taken (the agent knows its own actions) and the map.
 
     ``observation`` = the estimate, ``achieved_goal`` = its position, ``desired_goal`` = the env's goal position (the
     task names its goal: a point-goal task; perception reads goals off instructions, not off this view). The
@@ -124,29 +121,35 @@ class LocalizedObservation(gym.Wrapper):
         if env.render_mode != "rgb_array":
             raise ValueError("LocalizedObservation needs an env made with render_mode='rgb_array'")
         self.task, self.localizer, self.pose_filter = task, localizer, pose_filter
-        self.estimate = np.zeros(4)
+        self.rng = np.random.default_rng(pose_filter.seed)
+        self.tracker: PoseTracker | None = None
+        self.frame = np.zeros(0, dtype=np.uint8)
 
     def _read(self) -> np.ndarray:
-        """(4,) the localizer's reading of the current frame."""
-        return self.localizer.locate(self.task.render_egocentric(self.env)[None])[0]
+        """(4,) the localizer's reading of the current frame (kept in ``frame``)."""
+        self.frame = self.task.render_egocentric(self.env)
+        return self.localizer.locate(self.frame[None])[0]
 
-    def _observe(self, true_obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _observe(self, true_obs: dict[str, np.ndarray], estimate: np.ndarray) -> dict[str, np.ndarray]:
         dtype = true_obs["observation"].dtype
         return {
-            "observation": self.estimate.astype(dtype),
-            "achieved_goal": self.estimate[:2].astype(dtype),
+            "observation": estimate.astype(dtype),
+            "achieved_goal": estimate[:2].astype(dtype),
             "desired_goal": true_obs["desired_goal"].copy(),
         }
 
     def reset(self, **kwargs: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
-        self.estimate = self._read()
+        self.tracker = self.pose_filter.track(self.task, self._read(), self.rng)
         info[TRUE_POSITION_KEY] = obs["achieved_goal"].copy()
-        return self._observe(obs), info
+        return self._observe(obs, self.tracker.estimate), info
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        if self.tracker is None:
+            raise RuntimeError("LocalizedObservation.step before reset: the pose is tracked from the first frame on")
         obs, reward, terminated, truncated, info = self.env.step(action)
-        predicted = self.task.dead_reckon(self.estimate[None], np.asarray([action]))
-        self.estimate = self.pose_filter.fuse(predicted, self._read()[None])[0]
+        last = self.frame
+        reading = self._read()
+        estimate = self.tracker.step(int(action), reading, still=bool(np.array_equal(self.frame, last)))
         info[TRUE_POSITION_KEY] = obs["achieved_goal"].copy()
-        return self._observe(obs), reward, terminated, truncated, info
+        return self._observe(obs, estimate), reward, terminated, truncated, info

@@ -41,7 +41,7 @@ from mstt.agent.core.house_layout import (  # noqa: E402
     segments_cross,
     segments_hit_rects,
 )
-from mstt.agent.worlds.base import Episode, EpisodeRecorder, PathCheck, segment_samples  # noqa: E402
+from mstt.agent.worlds.base import COLLISION_KEY, Episode, EpisodeRecorder, PathCheck, segment_samples  # noqa: E402
 
 ENV_ID = "MiniWorld-MsttHouse-v0"
 """The gymnasium id of the house env (registered below); a variant's house travels in its `house` keyword."""
@@ -271,8 +271,9 @@ class HouseEnv(MiniWorldEnv):
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         self.step_count += 1
         action = int(action)
+        stopped = False
         if action == MOVE_FORWARD:
-            self.move_agent(FORWARD_STEP, 0.0)
+            stopped = not self.move_agent(FORWARD_STEP, 0.0)
         elif action == TURN_LEFT:
             self.turn_agent(TURN_STEP)
         elif action == TURN_RIGHT:
@@ -281,7 +282,7 @@ class HouseEnv(MiniWorldEnv):
             raise ValueError(f"action {action} is not one of turn left (0), turn right (1), move forward (2)")
         obs = self.observation()
         success = self._success(obs)
-        return obs, float(success), False, False, {"success": success}
+        return obs, float(success), False, False, {"success": success, COLLISION_KEY: stopped}
 
     def render(self) -> np.ndarray | None:
         """The agent's egocentric RGB frame (egocentric.height, egocentric.width, 3) uint8."""
@@ -551,21 +552,33 @@ class HouseTask:
         return self.track(obs, plan[np.arange(len(obs)), aim], np.zeros((len(obs), N_ACTIONS)))
 
     def dead_reckon(self, poses: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """(E, 4) poses and (E,) discrete actions -> (E, 4) the poses after them, were no wall in the way: a forward
-        step of FORWARD_STEP along the heading, a turn of TURN_STEP (right raises the heading towards +z)."""
+        """(E, 4) poses and (E,) discrete actions -> (E, 4) the poses after them, as HouseEnv.step moves the agent: a
+        forward step of FORWARD_STEP along the heading, unless the agent would then touch a wall, a closed doorway or
+        a box (it then stays where it was); a turn of TURN_STEP (right raises the heading towards +z)."""
         heading = np.arctan2(poses[:, 3], poses[:, 2])
         actions = np.asarray(actions).reshape(-1)
         heading = heading + math.radians(TURN_STEP) * ((actions == TURN_RIGHT).astype(float) - (actions == TURN_LEFT))
         step = FORWARD_STEP * (actions == MOVE_FORWARD)
-        x = poses[:, 0] + step * np.cos(heading)
-        z = poses[:, 1] + step * np.sin(heading)
-        return np.stack([x, z, np.cos(heading), np.sin(heading)], axis=1)
+        ahead = poses[:, :2] + step[:, None] * np.stack([np.cos(heading), np.sin(heading)], axis=1)
+        stopped = (actions == MOVE_FORWARD) & self.bumps(ahead, slack=0.0)
+        position = np.where(stopped[:, None], poses[:, :2], ahead)
+        return np.concatenate([position, np.cos(heading)[:, None], np.sin(heading)[:, None]], axis=1)
 
-    def bumps(self, positions: np.ndarray) -> np.ndarray:
+    def standable(self, positions: np.ndarray) -> np.ndarray:
+        """(N, 2) -> (N,) bool: on a room's floor and touching no wall, closed doorway or box."""
+        return ~(self.outside(positions) | self.bumps(positions, slack=0.0))
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """(x0, z0, x1, z1): the rectangle holding every room."""
+        x0, z0, x1, z1 = self.layout.extent
+        return float(x0), float(z0), float(x1), float(z1)
+
+    def bumps(self, positions: np.ndarray, slack: float = TRACK_SLACK) -> np.ndarray:
         """(N, 2) -> (N,) bool: the agent standing there would touch a wall or a box, as HouseEnv.intersect tests a
-        step (its boxes as their true footprints), with TRACK_SLACK to spare."""
+        step (its boxes as their true footprints), with ``slack`` metres to spare (the tracker's TRACK_SLACK)."""
         positions = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
-        layout, radius = self.layout, AGENT_RADIUS + TRACK_SLACK
+        layout, radius = self.layout, AGENT_RADIUS + slack
         near = point_segment_distance(positions, layout.walls[:, 0], layout.walls[:, 1]).min(-1, initial=np.inf)
         bumped = near < radius
         if len(layout.boxes):

@@ -1,7 +1,8 @@
 """The house's localizer stage and pixel observations: configs/house/tiny.yaml trains a localizer that beats guessing
-the mean position, `mstt eval --observation pixels` runs on its estimates while the metrics read the simulator's
-positions, a run without the stage is refused with the command that trains it, and `--stages localizer` trains it
-into a run without touching the other stages."""
+the mean position, dead reckoning on the map moves the pose as the env does (a wall stops a step), `mstt eval
+--observation pixels` runs on the tracked estimates while the metrics read the simulator's positions, a run without
+the stage is refused with the command that trains it, and `--stages localizer` trains it into a run without
+touching the other stages."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def test_tiny_localizer_beats_guessing_the_mean_position(tiny: tuple[Path, Path]
     assert errors.heading_median_deg < 90.0  # a random unit vector is 90 degrees off on average
 
 
-def test_pixel_observations_are_filtered_readings_and_metrics_the_truth(tiny: tuple[Path, Path]) -> None:
+def test_pixel_observations_are_tracked_readings_and_metrics_the_truth(tiny: tuple[Path, Path]) -> None:
     experiment, run = tiny
     loaded = load_experiment(experiment)
     localizer = load_models(run).localizer
@@ -74,16 +75,21 @@ def test_pixel_observations_are_filtered_readings_and_metrics_the_truth(tiny: tu
     task = make_task(loaded.targets["blocked"])
     assert isinstance(task, HouseTask)
     venv = make_vector_env(task, 2, "pixels", localizer=localizer, pose_filter=pose_filter)
+
+    def frames() -> list[np.ndarray]:
+        return [task.render_egocentric(env) for env in venv.envs]
+
     try:
         obs, info = venv.reset(seed=0, options=task.reset_options())
-        readings = np.stack([localizer.locate(task.render_egocentric(env)[None])[0] for env in venv.envs])
-        np.testing.assert_allclose(obs["observation"], readings, rtol=1e-6)  # the first estimate: one frame's
+        seen = frames()
+        trackers = [pose_filter.track(task, localizer.locate(f[None])[0], np.random.default_rng(pose_filter.seed))
+                    for f in seen]  # fmt: skip
+        np.testing.assert_allclose(obs["observation"], np.stack([t.estimate for t in trackers]), rtol=1e-6)
         for action in (MOVE_FORWARD, TURN_LEFT, MOVE_FORWARD):
-            actions = np.full(2, action)
-            previous = obs["observation"].copy()
-            obs, _, _, _, info = venv.step(actions)
-            readings = np.stack([localizer.locate(task.render_egocentric(env)[None])[0] for env in venv.envs])
-            expected = pose_filter.fuse(task.dead_reckon(previous, actions), readings)
+            obs, _, _, _, info = venv.step(np.full(2, action))
+            last, seen = seen, frames()
+            expected = np.stack([t.step(action, localizer.locate(f[None])[0], bool(np.array_equal(f, before)))
+                                 for t, f, before in zip(trackers, seen, last)])  # fmt: skip
             np.testing.assert_allclose(obs["observation"], expected, rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(obs["achieved_goal"], expected[:, :2], rtol=1e-5, atol=1e-6)
             for e, env in enumerate(venv.envs):
@@ -107,6 +113,26 @@ def test_dead_reckoning_matches_the_env_in_open_floor(tiny: tuple[Path, Path]) -
             np.testing.assert_allclose(predicted, obs["observation"], atol=1e-9)
     finally:
         env.close()
+
+
+def test_dead_reckoning_stops_a_forward_step_into_a_wall_as_the_env_does(tiny: tuple[Path, Path]) -> None:
+    experiment, _ = tiny
+    task = make_task(load_experiment(experiment).targets["blocked"])
+    assert isinstance(task, HouseTask)
+    env = task.make_env()
+    stopped = 0
+    try:
+        obs, _ = env.reset(seed=0, options={"start": [8.0, 6.5], "heading": 0.3})
+        for _ in range(60):  # straight ahead across the living room into its wall, then pushing against it
+            before = obs["observation"].copy()
+            predicted = task.dead_reckon(before[None], np.array([MOVE_FORWARD]))[0]
+            obs, *_ = env.step(MOVE_FORWARD)
+            np.testing.assert_allclose(predicted, obs["observation"], atol=1e-9)
+            stopped += int(np.array_equal(obs["observation"][:2], before[:2]))
+    finally:
+        env.close()
+    assert stopped > 10
+    assert task.standable(obs["observation"][None, :2])[0]
 
 
 def test_pixel_eval_runs_an_episode(tiny: tuple[Path, Path], tmp_path: Path) -> None:

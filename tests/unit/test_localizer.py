@@ -1,6 +1,6 @@
 """The frame -> pose localizer (skills/localizer.py): its error measure, an exact save/load round trip, a resumed
-training equal to a straight one, the filter that fuses readings with dead reckoning, and clear refusals of bad
-configs and inputs."""
+training equal to a straight one, the particle filter that tracks the pose from readings, actions and a map, and
+clear refusals of bad configs and inputs."""
 
 from __future__ import annotations
 
@@ -96,16 +96,82 @@ def test_frames_of_another_size_are_refused() -> None:
         train_localizer(frames, poses[:, :2], TINY)
 
 
-def test_pose_filter_takes_a_share_of_the_gap_and_bounds_an_outlier() -> None:
-    pose_filter = PoseFilter(gain=0.5, gate=1.0, heading_gain=0.5)
-    predicted = np.array([_pose(0, 0, 170), _pose(0, 0, 0)])
-    read = np.array([_pose(0.4, 0, -170), _pose(10, 0, 0)])  # near and 20 degrees across the wrap; 10 m off
-    fused = pose_filter.fuse(predicted, read)
-    np.testing.assert_allclose(fused[0], _pose(0.2, 0, 180), atol=1e-9)  # half the gap, heading through 180
-    np.testing.assert_allclose(fused[1], _pose(0.5, 0, 0), atol=1e-9)  # the 10 m gap pulls like a 1 m one
+class _Room:
+    """A FloorMap stand-in: one empty 10 x 6 m room, walls at its edges, an agent of 0.4 m radius, MiniWorld's
+    actions (0 turn left, 1 turn right, 2 forward 0.15 m; 15 degree turns)."""
+
+    radius, step, turn = 0.4, 0.15, math.radians(15)
+    extent = (0.0, 0.0, 10.0, 6.0)
+
+    def standable(self, positions: np.ndarray) -> np.ndarray:
+        x, z = positions[:, 0], positions[:, 1]
+        return (x >= self.radius) & (x <= 10 - self.radius) & (z >= self.radius) & (z <= 6 - self.radius)
+
+    def dead_reckon(self, poses: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        heading = np.arctan2(poses[:, 3], poses[:, 2]) + self.turn * ((actions == 1).astype(float) - (actions == 0))
+        ahead = poses[:, :2] + self.step * (actions == 2)[:, None] * np.stack([np.cos(heading), np.sin(heading)], 1)
+        position = np.where(self.standable(ahead)[:, None], ahead, poses[:, :2])
+        return np.concatenate([position, np.cos(heading)[:, None], np.sin(heading)[:, None]], axis=1)
 
 
-@pytest.mark.parametrize(("field", "value"), [("gain", 0.0), ("heading_gain", 1.5), ("gate", 0.0)])
+def _walk(room: _Room, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(steps + 1, 4) true poses and (steps,) actions of a random walk, mostly forward, often into the walls."""
+    rng = np.random.default_rng(seed)
+    actions = rng.choice(3, size=steps, p=[0.15, 0.15, 0.7])
+    poses = [np.array(_pose(2.0, 3.0, 0.0))]
+    for action in actions:
+        poses.append(room.dead_reckon(poses[-1][None], np.array([action]))[0])
+    return np.stack(poses), actions
+
+
+def _track(pose_filter: PoseFilter, readings: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    tracker = pose_filter.track(_Room(), readings[0], np.random.default_rng(pose_filter.seed))
+    return np.stack([tracker.estimate] + [tracker.step(int(a), r) for a, r in zip(actions, readings[1:])])
+
+
+def test_pose_filter_converges_from_a_wrong_first_reading() -> None:
+    room = _Room()
+    poses, actions = _walk(room, 300, seed=1)
+    rng = np.random.default_rng(2)
+    readings = poses.copy()
+    readings[:, :2] += 0.7 * rng.standard_normal((len(poses), 2))  # one frame's typical error
+    readings[0] = _pose(8.0, 1.0, 120.0)  # the first frame read 6 m and 120 degrees off
+    estimates = _track(PoseFilter(), readings, actions)
+    errors = pose_errors(estimates[-100:], poses[-100:])
+    assert pose_errors(estimates[:1], poses[:1]).position_median_m > 2.0
+    assert errors.position_median_m < 0.2  # the readings' own median error is ~0.8 m
+    assert errors.position_p90_m < 0.5
+    assert errors.heading_p90_deg < 5.0
+
+
+def test_pose_filter_holds_the_estimate_at_a_wall_the_agent_pushes_against() -> None:
+    room = _Room()
+    actions = np.full(40, 2)  # walk east into the east wall and keep pushing: the agent stops at x = 9.6
+    poses = [np.array(_pose(8.5, 3.0, 0.0))]
+    for action in actions:
+        poses.append(room.dead_reckon(poses[-1][None], np.array([action]))[0])
+    poses = np.stack(poses)
+    assert poses[-1, 0] == pytest.approx(10 - room.radius, abs=room.step)
+    readings = poses + np.array([1.0, 0.0, 0.0, 0.0])  # every frame read 1 m east, beyond the wall
+    estimates = _track(PoseFilter(), readings, actions)
+    assert pose_errors(estimates[-20:], poses[-20:]).position_p90_m < 0.2
+
+
+@pytest.mark.parametrize(("still", "expected_x"), [(True, 9.55), (False, 5.15)])
+def test_pose_filter_prefers_the_particle_that_stopped_as_the_frames_did(still: bool, expected_x: float) -> None:
+    pose_filter = PoseFilter(particles=2, uniform_start=0.0, reseed=0.0)
+    tracker = pose_filter.track(_Room(), np.array(_pose(7.35, 3.0, 0.0)), np.random.default_rng(0))
+    tracker.poses = np.array([[9.55, 3.0, 0.0], [5.0, 3.0, 0.0]])  # one against the east wall, one in open floor
+    tracker.weights = np.full(2, 0.5)
+    estimate = tracker.step(2, np.array(_pose(7.35, 3.0, 0.0)), still=still)  # forward; read halfway between
+    assert estimate[0] == pytest.approx(expected_x, abs=0.5)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("particles", 1), ("position_sigma", 0.0), ("temper", 0.0), ("outlier", -0.1), ("reseed", 1.0),
+     ("uniform_start", -0.5)],
+)  # fmt: skip
 def test_bad_filter_names_the_field(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"PoseFilter.{field}"):
         PoseFilter(**{field: value})
