@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from mstt.agent.core.io import RESULT_FILE_MODE
 from mstt.agent.experiments.pixels import TRUE_POSITION_KEY, EgocentricTask, LocalizedObservation, PixelObservation
-from mstt.agent.worlds import Task
+from mstt.agent.worlds import COLLISION_KEY, Task
 from mstt.skills.dds import DDSSkills
 from mstt.skills.diffuser import Diffuser
 from mstt.skills.localizer import Localizer, PoseFilter
@@ -52,6 +52,8 @@ class Outcome:
     steps_to_goal: int | None
     path: np.ndarray | None = None
     """(T + 1, P) achieved positions, when the rollout recorded them."""
+    collisions: int | None = None
+    """Steps the body was stopped by a wall or furniture (info[COLLISION_KEY]); None where the env does not say."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class MethodResult:
     mask_size: int | None
     fallback_rate: float | None = None
     """Share of decisions where no candidate survived the mask."""
+    collisions_mean: float | None = None
+    """Mean steps per episode the body was stopped by a wall or furniture (None where the env does not report it)."""
 
 
 def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
@@ -85,6 +89,7 @@ def summarise(outcomes: list[Outcome], mask_size: int | None, fallback_rate: flo
     n = len(outcomes)
     wins = sum(o.success for o in outcomes)
     steps = [o.steps_to_goal for o in outcomes if o.steps_to_goal is not None]
+    collisions = [o.collisions for o in outcomes if o.collisions is not None]
     return MethodResult(
         goal_rate=wins / n,
         goal_ci95=wilson_interval(wins, n),
@@ -94,6 +99,7 @@ def summarise(outcomes: list[Outcome], mask_size: int | None, fallback_rate: flo
         steps_mean=float(np.mean(steps)) if steps else None,
         mask_size=mask_size,
         fallback_rate=fallback_rate,
+        collisions_mean=float(np.mean(collisions)) if collisions else None,
     )
 
 
@@ -523,6 +529,8 @@ def play_episodes(
     returns = np.zeros(n_envs)
     failed = np.zeros(n_envs, dtype=bool)
     cost = np.zeros(n_envs)
+    collisions = np.zeros(n_envs, dtype=int)
+    reports_collisions = False
     paths = [_true_position(obs, info)] if record else []
     for t in range(task.config.episode_steps):
         obs, reward, _, _, info = venv.step(env_actions(venv.single_action_space, controller.act(obs)))
@@ -536,6 +544,9 @@ def play_episodes(
         bad = violation(position)
         failed |= bad
         cost += bad
+        if COLLISION_KEY in info:
+            reports_collisions = True
+            collisions += np.asarray(info[COLLISION_KEY], dtype=bool)
         for video in videos:
             if t % video.every == 0:
                 video.frames.append(video.render())
@@ -548,6 +559,7 @@ def play_episodes(
             cost=float(cost[e]),
             steps_to_goal=int(first[e]) if success[e] else None,
             path=stacked[e] if stacked is not None else None,
+            collisions=int(collisions[e]) if reports_collisions else None,
         )
         for e in range(n_envs)
     ]

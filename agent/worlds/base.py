@@ -85,6 +85,9 @@ class PathCheck:
     """Where an accepted path clips a wall corner or grazes a zone, and by how much."""
 
 
+COLLISION_KEY = "collision"
+"""info key of a step the body was stopped by a wall or furniture (bool), for envs whose body can be stopped (the
+house); evaluation counts those steps."""
 SEGMENT_RESOLUTION = 0.02
 """Distance (world units) between the samples a path check takes along each demo segment: finer than the maze
 agent's radius (0.1) and the Fetch zones' thinnest side (4 cm)."""

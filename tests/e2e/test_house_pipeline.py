@@ -33,4 +33,8 @@ def test_tiny_house_trains_and_evaluates(tmp_path: Path) -> None:
     assert result["task"] == "house" and list(result["variants"]) == ["blocked"]
     assert list(result["variants"]["blocked"]) == METHODS
     assert result["variants"]["blocked"]["mstt"]["mask_size"] > 0
+    # the house reports the steps walls and furniture stopped the body
+    assert all(
+        r["collisions_mean"] is not None and r["collisions_mean"] >= 0 for r in result["variants"]["blocked"].values()
+    )
     assert result["demos"]["blocked"]["source"] == "scripted"

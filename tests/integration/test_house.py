@@ -14,7 +14,7 @@ from gymnasium.utils.env_checker import check_env
 
 from mstt.agent.core.config import HouseConfig
 from mstt.agent.core.house_layout import AGENT_RADIUS
-from mstt.agent.worlds import load_config, make_task
+from mstt.agent.worlds import COLLISION_KEY, load_config, make_task
 from mstt.agent.worlds.data import collect, dataset_record, load_episodes
 from mstt.agent.worlds.house import (
     CLOSED_DOORWAY_RGB,
@@ -89,6 +89,21 @@ def test_walls_and_furniture_stop_the_agent(configs: Path) -> None:
         assert obs["achieved_goal"][1] == pytest.approx(6.7 - AGENT_RADIUS, abs=0.16)  # the bed's north face
     finally:
         env.close()
+
+
+def test_a_step_the_walls_stop_is_reported_as_a_collision(configs: Path) -> None:
+    """info[COLLISION_KEY] is True exactly for the forward steps the bed stops; turns and free steps are none."""
+    env = _task(configs, "source").make_env()
+    try:
+        env.reset(seed=0, options={"start": np.array([0.9, 5.5]), "heading": np.pi / 2, "goal": np.array([14.5, 6.5])})
+        free = [env.step(MOVE_FORWARD)[4][COLLISION_KEY] for _ in range(3)]
+        for _ in range(40):
+            env.step(MOVE_FORWARD)
+        stopped = env.step(MOVE_FORWARD)[4][COLLISION_KEY]
+        turned = env.step(TURN_LEFT)[4][COLLISION_KEY]
+    finally:
+        env.close()
+    assert free == [False, False, False] and stopped is True and turned is False
 
 
 @pytest.mark.parametrize("variant", ["source", "blocked", "zone", "holdout"])
