@@ -8,6 +8,8 @@ which keeps data collection free of OpenGL. Structural variants close doorways, 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 from collections.abc import Iterator
 from functools import cached_property
@@ -184,14 +186,17 @@ class HouseEnv(MiniWorldEnv):
         self.layout = HouseLayout(self.config)
         self._options: dict[str, Any] = {}
         self.goal = np.zeros(2)
-        super().__init__(
-            max_episode_steps=self.config.episode_steps,
-            obs_width=self.config.egocentric.width,
-            obs_height=self.config.egocentric.height,
-            window_width=self.config.render.width,
-            window_height=self.config.render.height,
-            render_mode=render_mode,
-        )
+        # MiniWorld prints "Falling back to num_samples=4" for every env whose GL driver lacks 8x multisampling (its
+        # frame buffers ask for it, hard-coded); that line says nothing a user can act on, so it is kept off stdout.
+        with contextlib.redirect_stdout(io.StringIO()):
+            super().__init__(
+                max_episode_steps=self.config.episode_steps,
+                obs_width=self.config.egocentric.width,
+                obs_height=self.config.egocentric.height,
+                window_width=self.config.render.width,
+                window_height=self.config.render.height,
+                render_mode=render_mode,
+            )
         x0, z0, x1, z1 = self.layout.extent
         self.observation_space = gym.spaces.Dict(
             {
