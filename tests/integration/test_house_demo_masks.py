@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from start_frames import start_frame
 
 from mstt.agent.core.demo import Demo
 from mstt.agent.worlds import load_config, make_task
@@ -53,12 +54,7 @@ def house() -> tuple[SkillTokenizer, float, float]:
 
 
 def _map_demo(task: HouseTask) -> Demo:
-    env = task.make_env(render_mode="rgb_array")
-    try:
-        env.reset(seed=0, options=task.reset_options())
-        frame = task.render_frame(env)
-    finally:
-        env.close()
+    frame = start_frame(task)
     return make_perceiver("geometric", {}).perceive(frame, "go to the red ball", Scene.from_task(task).observe(frame))
 
 

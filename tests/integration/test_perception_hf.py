@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from start_frames import variant_picture
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     Idefics3Config,
@@ -198,14 +199,7 @@ def test_conversation_format() -> None:
 
 def test_house_map_goes_through_the_model(tiny_vlm: Path, tmp_path: Path) -> None:
     """A rendered house map and its description reach generate(); the answer in pixels becomes a floor demo."""
-    task = make_task(load_config(CONFIGS / "house/blocked.yaml"))
-    env = task.make_env(render_mode="rgb_array")
-    try:
-        env.reset(seed=0, options=task.reset_options())
-        frame = task.render_frame(env)
-    finally:
-        env.close()
-    scene = Scene.from_task(task)
+    task, scene, frame = variant_picture(CONFIGS / "house/blocked.yaml")
     floor = np.array([[2.5, 5.5], [3.0, 7.5], [3.0, 9.0], [13.5, 9.0], [13.5, 7.5], [14.5, 6.5]])
     route = scene.to_pixel(floor).round(2).tolist()
     config = {"model": str(tiny_vlm), "max_new_tokens": MAX_NEW_TOKENS, "overlay_dir": str(tmp_path)}

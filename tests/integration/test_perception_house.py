@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from start_frames import variant_picture
 
-from mstt.agent.worlds import load_config, make_task
 from mstt.agent.worlds.house import HouseTask
 from mstt.perception import PerceptionError, Scene, make_perceiver
 from mstt.perception.house_map import read_map
@@ -19,14 +19,7 @@ SAMPLE_STEP = 0.05
 
 
 def _house(variant: str) -> tuple[HouseTask, Scene, np.ndarray]:
-    task = make_task(load_config(CONFIGS / f"house/{variant}.yaml"))
-    env = task.make_env(render_mode="rgb_array")
-    try:
-        env.reset(seed=0, options=task.reset_options())
-        frame = task.render_frame(env)
-    finally:
-        env.close()
-    return task, Scene.from_task(task), frame
+    return variant_picture(CONFIGS / f"house/{variant}.yaml")
 
 
 @pytest.fixture(scope="module")

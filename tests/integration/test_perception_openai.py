@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from start_frames import variant_picture
 
 from mstt.agent.core.camera import FreeCamera
 from mstt.agent.worlds import load_config, make_task
@@ -333,14 +334,7 @@ HOUSE_ROUTE = [[2.5, 5.5], [3.0, 7.5], [3.0, 9.0], [13.5, 9.0], [13.5, 7.5], [14
 
 @pytest.fixture(scope="module")
 def blocked_house(configs_dir: Path) -> tuple[Any, Scene, np.ndarray]:
-    task = make_task(load_config(configs_dir / "house/blocked.yaml"))
-    env = task.make_env(render_mode="rgb_array")
-    try:
-        env.reset(seed=0, options=task.reset_options())
-        frame = task.render_frame(env)
-    finally:
-        env.close()
-    return task, Scene.from_task(task), frame
+    return variant_picture(configs_dir / "house/blocked.yaml")
 
 
 def test_house_map_route_is_checked_against_its_closed_door(
