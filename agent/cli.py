@@ -117,7 +117,8 @@ def _collect(args: argparse.Namespace) -> None:
 
 def _add_override_options(p: argparse.ArgumentParser, trained: bool) -> None:
     """--seed, --set and --ablation of a command that loads an experiment config (agent/config.py: Override)."""
-    also = ": the run folder must have been trained with it (episodes are seeded by eval.seed)" if trained else ""
+    seeds = "episodes are seeded by eval.seed, the planner's candidates by planner.seed"
+    also = f": the run folder must have been trained with it ({seeds})" if trained else ""
     p.add_argument("--seed", type=int, help=f"the experiment's top-level training seed (default: the config's){also}")
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
