@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -28,6 +28,7 @@ from mstt.agent.experiments.evaluate import (
 )
 from mstt.agent.experiments.experiment import Experiment
 from mstt.agent.experiments.methods import AGENT_POLICIES, METHODS
+from mstt.agent.experiments.pixels import EgocentricView
 from mstt.agent.experiments.train import check_run_matches, load_models
 from mstt.agent.worlds import make_task
 from mstt.perception import Scene, draw_demo, make_perceiver, parse_goal
@@ -51,15 +52,6 @@ class RunReport:
     demo_file: str
     overlay_png: str | None
     video: str
-
-
-@runtime_checkable
-class EgocentricView(Protocol):
-    """A task whose env shows the agent's own view (the house)."""
-
-    def render_egocentric(self, env: gym.Env) -> np.ndarray:
-        """(h, w, 3) uint8: what the agent sees."""
-        ...
 
 
 def side_by_side(view: np.ndarray, picture: np.ndarray) -> np.ndarray:

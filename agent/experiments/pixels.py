@@ -7,7 +7,7 @@ gives its pose through the trained localizer stage (skills/localizer.py).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -97,13 +97,18 @@ class PixelObservation(gym.Wrapper):
         return self._observe(obs), reward, terminated, truncated, info
 
 
-class EgocentricTask(FloorMap, Protocol):
-    """A task whose env shows the agent's own view, whose actions move the pose predictably and whose map the agent
-    is given (the house)."""
+@runtime_checkable
+class EgocentricView(Protocol):
+    """A task whose env shows the agent's own view (the house)."""
 
     def render_egocentric(self, env: gym.Env) -> np.ndarray:
         """(H, W, 3) uint8: what the agent sees."""
         ...
+
+
+class EgocentricTask(EgocentricView, FloorMap, Protocol):
+    """A task whose env shows the agent's own view, whose actions move the pose predictably and whose map the agent
+    is given (the house)."""
 
 
 class LocalizedObservation(gym.Wrapper):
