@@ -311,8 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
         "house's egocentric frame, located by the run's localizer stage)",
     )
     p.add_argument(
-        "--figures", type=Path, help="folder for one PNG per maze variant: demo, kept/dropped skills, agent paths"
-    )
+        "--figures", type=Path,
+        help="folder for one PNG per variant of a maze (demo, kept/dropped skills, agent paths) or a house (its map, "
+        "the demo, agent paths)",
+    )  # fmt: skip
     p.add_argument(
         "--corrupt", metavar="NAME[=LEVEL]",
         help="corrupt every variant's demo first (agent/corruptions.py: corner_cut, sparse, calibration, gap, detour, "

@@ -18,6 +18,7 @@ import torch
 
 from mstt.agent.core.demo import Demo
 from mstt.agent.core.io import portable_path, write_json_atomic
+from mstt.agent.core.maze_layout import MazeLayout
 from mstt.agent.core.provenance import provenance
 from mstt.agent.experiments.controllers import (
     Controller,
@@ -44,6 +45,7 @@ from mstt.agent.experiments.figures import (
     FRAME_PLAN_RGB,
     draw_lines,
     maze_transfer_figure,
+    picture_transfer_figure,
     token_mean_windows,
 )
 from mstt.agent.experiments.methods import METHODS, EvalMethod, check_methods
@@ -84,8 +86,9 @@ def evaluate_transfer(
 ) -> dict[str, Any]:
     """Evaluate every method on every target variant; return (and optionally write) the results JSON.
 
-    ``figures``: a folder for one PNG per maze variant (walls, demo, kept and dropped skills, the paths of the
-    ``FIGURE_METHOD`` agent). ``observation`` overrides the config's eval.observation ("state" or "pixels").
+    ``figures``: a folder for one PNG per variant of a world with a map (maze: walls, demo, kept and dropped skills,
+    the paths of the ``FIGURE_METHOD`` agent; house: its map picture, the demo and the paths). ``observation``
+    overrides the config's eval.observation ("state" or "pixels").
     ``demo_source``: a perception backend ("geometric", "hf", "openai") that reads each variant's demo off its
     rendered start frame, instead of the demo files; the JSON then reports how its mask overlaps the scripted
     demo's. ``corruption``: every variant's demo is corrupted this way (agent/corruptions.py, seeded by eval.seed)
@@ -200,7 +203,7 @@ def evaluate_transfer(
                     spec, task, models, planners, method_mask, anchors, demo, action_width(venv.single_action_space),
                     replan_every, device, settings,
                 )  # fmt: skip
-                draw = figures is not None and method == FIGURE_METHOD and hasattr(task, "layout")
+                draw = figures is not None and method == FIGURE_METHOD and hasattr(task, "world_to_pixel")
                 filming = None
                 if video is not None:
                     filming = Filming(
@@ -213,11 +216,14 @@ def evaluate_transfer(
                 )  # fmt: skip
                 if draw:
                     assert figures is not None and oracle_inputs is not None
-                    if token_windows is None:  # the same source windows serve every variant's figure
-                        token_windows = _token_windows(*oracle_inputs, horizon, num_skills)
-                    picture = _draw_variant(
-                        task, demo, mask, outcomes, token_windows, figures / f"{variant}.png", f"{variant}: {method}"
-                    )
+                    title = f"{variant}: {method}"
+                    if isinstance(getattr(task, "layout", None), MazeLayout):
+                        if token_windows is None:  # the same source windows serve every variant's figure
+                            token_windows = _token_windows(*oracle_inputs, horizon, num_skills)
+                        picture = _draw_variant(task, demo, mask, outcomes, token_windows, figures / f"{variant}.png",
+                                                title)  # fmt: skip
+                    else:
+                        picture = _draw_on_picture(task, demo, outcomes, figures / f"{variant}.png", title)
                     if progress:
                         print(f"[{variant}] wrote {picture}")
                 result = summarise(outcomes, mask_size, controller.fallback_rate)
@@ -426,12 +432,7 @@ def perceived_demo(task: Any, backend: str, out: Path | None, backend_config: di
 
     The demo and its overlay PNG go to ``out`` (named after the variant) when given."""
 
-    env = task.make_env(render_mode="rgb_array")
-    try:
-        env.reset(seed=0, options=task.reset_options())
-        frame = task.render_frame(env)
-    finally:
-        env.close()
+    frame = start_frame(task)
     scene = Scene.from_task(task).observe(frame)
     perceiver = make_perceiver(backend, backend_config or {})
     demo = perceiver.perceive(frame, DEMO_INSTRUCTION, scene)
@@ -476,6 +477,28 @@ def _draw_variant(
         successes=[o.success for o in shown],
         title=f"{title} (goal rate {rate:.0%}, {int(mask.sum())} of {num_skills} skills kept)",
     )
+
+
+def start_frame(task: Any) -> np.ndarray:
+    """(H, W, 3) uint8: the variant's picture at its start (reset with seed 0), as perception and figures see it."""
+    env = task.make_env(render_mode="rgb_array")
+    try:
+        env.reset(seed=0, options=task.reset_options())
+        return np.asarray(task.render_frame(env))
+    finally:
+        env.close()
+
+
+def _draw_on_picture(task: Any, demo: Demo, outcomes: list[Any], path: Path, title: str) -> Path:
+    """The variant's own picture at its start (the house's map), with the demo and the first FIGURE_MAX_PATHS paths."""
+    picture = start_frame(task)
+    shown = outcomes[:FIGURE_MAX_PATHS]
+    rate = sum(o.success for o in outcomes) / max(1, len(outcomes))
+    return picture_transfer_figure(
+        picture, task.world_to_pixel, path, demo=np.asarray(demo.positions),
+        trajectories=[o.path for o in shown if o.path is not None], successes=[o.success for o in shown],
+        title=f"{title} (goal rate {rate:.0%})",
+    )  # fmt: skip
 
 
 def results_table(output: dict[str, Any]) -> str:

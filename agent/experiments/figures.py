@@ -1,5 +1,6 @@
-"""The transfer picture of one maze variant: walls (the new ones marked), the observation-only demo, the
-skill tokens its mask keeps and drops, each drawn as its mean source-data window, and the agent's paths; and the
+"""The transfer picture of one variant: on the maze, walls (the new ones marked), the observation-only demo, the
+skill tokens its mask keeps and drops, each drawn as its mean source-data window, and the agent's paths; in a world
+with its own picture (the house's map, Fetch's camera frame), the demo and the paths drawn on that picture; and the
 lines a video draws over a rendered frame (the demo's route, the agent's current plan).
 """
 
@@ -7,10 +8,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -78,6 +80,21 @@ def _save_atomic(figure: Figure, path: Path) -> Path:
     return path
 
 
+AGENT_LEGEND = (
+    Line2D([], [], color=SUCCESS_COLOUR, label="agent, reached goal"),
+    Line2D([], [], color=FAILURE_COLOUR, label="agent, did not"),
+)
+
+
+def _finish(figure: Figure, axes: Axes, legend: list[Line2D], title: str, path: Path) -> Path:
+    """The legend right of the map, the title, and the PNG saved atomically."""
+    axes.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
+    if title:
+        axes.set_title(title, fontsize=9)
+    figure.tight_layout()
+    return _save_atomic(figure, path)
+
+
 def maze_transfer_figure(
     layout: MazeLayout,
     path: str | Path,
@@ -138,11 +155,46 @@ def maze_transfer_figure(
         Line2D([], [], color=DEMO_COLOUR, linewidth=2.5, linestyle="--", label="demo"),
         Line2D([], [], color=KEPT_COLOUR, label="skill kept by the mask"),
         Line2D([], [], color=DROPPED_COLOUR, label="skill dropped"),
-        Line2D([], [], color=SUCCESS_COLOUR, label="agent, reached goal"),
-        Line2D([], [], color=FAILURE_COLOUR, label="agent, did not"),
+        *AGENT_LEGEND,
     ]
-    axes.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
-    if title:
-        axes.set_title(title, fontsize=9)
-    figure.tight_layout()
-    return _save_atomic(figure, Path(path))
+    return _finish(figure, axes, legend, title, Path(path))
+
+
+def picture_transfer_figure(
+    picture: np.ndarray,
+    to_pixel: Callable[[np.ndarray], np.ndarray],
+    path: str | Path,
+    demo: np.ndarray | None = None,
+    trajectories: Sequence[np.ndarray] = (),
+    successes: Sequence[bool] = (),
+    title: str = "",
+) -> Path:
+    """Draw one variant on the world's own picture and save it as a PNG (written whole or not at all).
+
+    Args:
+        picture: (H, W, 3) uint8, the variant's rendered picture (the house's map).
+        to_pixel: the task's calibration, (K, P) world positions -> (K, 2) pixels (u right, v down).
+        path: output PNG.
+        demo: (K, P) demo positions.
+        trajectories: (T, P) agent paths; ``successes`` colours them (reached the goal or not).
+        title: figure title.
+    """
+    height, width = picture.shape[:2]
+    figure = Figure(figsize=(width / FIGURE_DPI + 1.8, height / FIGURE_DPI + 0.5), dpi=FIGURE_DPI)
+    axes = figure.add_subplot()
+    axes.imshow(picture[..., :3])
+    for trajectory, success in zip(trajectories, list(successes) + [False] * len(trajectories)):
+        pixels = to_pixel(np.asarray(trajectory))
+        colour = SUCCESS_COLOUR if success else FAILURE_COLOUR
+        axes.plot(pixels[:, 0], pixels[:, 1], color=colour, linewidth=1.0, alpha=0.7)
+    if demo is not None:
+        pixels = to_pixel(np.asarray(demo))
+        axes.plot(pixels[:, 0], pixels[:, 1], color=DEMO_COLOUR, linewidth=2.5, linestyle="--")
+    axes.set_xlim(0, width)
+    axes.set_ylim(height, 0)
+    axes.set_axis_off()
+    legend = [
+        Line2D([], [], color=DEMO_COLOUR, linewidth=2.5, linestyle="--", label="demo"),
+        *AGENT_LEGEND,
+    ]
+    return _finish(figure, axes, legend, title, Path(path))

@@ -11,9 +11,13 @@ from mstt.agent.core.maze_layout import MazeLayout
 from mstt.agent.experiments.evaluate import results_table
 from mstt.agent.experiments.figures import (
     BLOCKED_COLOUR,
+    DEMO_COLOUR,
     DROPPED_COLOUR,
+    FAILURE_COLOUR,
     KEPT_COLOUR,
+    SUCCESS_COLOUR,
     maze_transfer_figure,
+    picture_transfer_figure,
     token_mean_windows,
 )
 from mstt.agent.worlds import load_config
@@ -53,6 +57,30 @@ def test_figure_draws_kept_and_dropped_skills_and_the_new_walls(configs: Path, t
     pixels = np.asarray(Image.open(none_kept).convert("RGB"), dtype=int)
     legend_free = pixels[:, : pixels.shape[1] * 2 // 3]  # the map, left of the legend
     assert not (np.abs(legend_free - _rgb(KEPT_COLOUR)).max(axis=-1) <= 12).any()
+    assert not list(tmp_path.glob(".*"))  # no temp file left behind
+
+
+def test_picture_figure_draws_demo_and_paths_where_the_calibration_puts_them(tmp_path: Path) -> None:
+    picture = np.full((120, 200, 3), 255, dtype=np.uint8)  # a blank 200 x 120 map, 10 pixels per world unit
+    demo = np.stack([np.linspace(1, 19, 30), np.full(30, 2.0)], axis=1)  # along the top, v = 20
+    reached, lost = demo + [0.0, 1.0], demo + [0.0, 8.0]  # v = 30 and v = 100
+    figure = picture_transfer_figure(
+        picture, lambda xz: np.asarray(xz) * 10.0, tmp_path / "house.png", demo=demo, trajectories=[reached, lost],
+        successes=[True, False], title="zone: mstt",
+    )  # fmt: skip
+    pixels = np.asarray(Image.open(figure).convert("RGB"), dtype=int)
+    legend_free = pixels[:, : pixels.shape[1] // 2]  # the map, left of the legend
+
+    def rows(colour: str) -> np.ndarray:
+        """Rows of the map holding the colour at any strength over white (lines are blended and antialiased)."""
+        shade, target = 255.0 - legend_free, 255.0 - _rgb(colour)
+        cosine = shade @ target / (np.linalg.norm(shade, axis=-1) * np.linalg.norm(target) + 1e-9)
+        return np.nonzero(((cosine > 0.99) & (shade.sum(axis=-1) > 60)).any(axis=1))[0]
+
+    demo_v, success_v, failure_v = (np.median(rows(c)) for c in (DEMO_COLOUR, SUCCESS_COLOUR, FAILURE_COLOUR))
+    # v grows downwards: the reached path 10 map pixels below the demo, the lost one 80
+    assert 3 < success_v - demo_v < 20
+    assert failure_v - demo_v > 50
     assert not list(tmp_path.glob(".*"))  # no temp file left behind
 
 
