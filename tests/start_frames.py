@@ -1,5 +1,5 @@
-"""The picture a perception test reads: a variant's start frame (render_frame after the variant's own reset, seed 0),
-with its task and its perception Scene."""
+"""The picture a perception test reads: a variant's start frame (``start_frame``: render_frame after the variant's own
+reset, seed 0), with its task and its perception Scene."""
 
 from __future__ import annotations
 
@@ -8,18 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from mstt.agent.experiments.evaluate import start_frame
 from mstt.agent.worlds import load_config, make_task
 from mstt.perception import Scene
-
-
-def start_frame(task: Any) -> np.ndarray:
-    """(H, W, 3) the task's calibrated picture of its variant at reset (seed 0)."""
-    env = task.make_env(render_mode="rgb_array")
-    try:
-        env.reset(seed=0, options=task.reset_options())
-        return task.render_frame(env)
-    finally:
-        env.close()
 
 
 def variant_picture(config: Path) -> tuple[Any, Scene, np.ndarray]:

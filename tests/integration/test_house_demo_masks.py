@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from start_frames import start_frame
 
 from mstt.agent.core.demo import Demo
+from mstt.agent.experiments.evaluate import start_frame
 from mstt.agent.worlds import load_config, make_task
 from mstt.agent.worlds.house import HouseTask
 from mstt.perception import Scene, make_perceiver

@@ -14,6 +14,7 @@ from PIL import Image
 
 from mstt.agent.core.camera import FreeCamera
 from mstt.agent.core.demo import Demo
+from mstt.agent.experiments.evaluate import start_frame
 from mstt.agent.worlds import load_config, make_task
 from mstt.agent.worlds.maze import MazeTask
 from mstt.perception import (
@@ -40,23 +41,13 @@ POSITION_TOLERANCE = 0.05
 """World units: pixel-only positions must be this close to the simulator's."""
 
 
-def _render(task: MazeTask) -> np.ndarray:
-    """The variant's start frame (seed 0)."""
-    env = task.make_env(render_mode="rgb_array")
-    try:
-        env.reset(seed=0, options=task.reset_options())
-        return task.render_frame(env)
-    finally:
-        env.close()
-
-
 @pytest.fixture(scope="module")
 def worlds() -> dict[str, tuple[MazeTask, Scene, np.ndarray]]:
     """Task, scene and the rendered start frame of the source maze and T1-T3."""
     out = {}
     for variant in ("source", "t1", "t2", "t3"):
         task = make_task(load_config(CONFIGS / f"maze/{variant}.yaml"))
-        out[variant] = (task, Scene.from_task(task), _render(task))
+        out[variant] = (task, Scene.from_task(task), start_frame(task))
     return out
 
 
