@@ -185,22 +185,32 @@ class PoseFilter:
     """Metres of noise added to the particles at each resampling, to keep them apart."""
     heading_jitter_deg: float = 1.0
     """Degrees of noise added to the particles' headings at each resampling."""
+    mode_radius: float = 0.3
+    """Metres: the estimate is the weighted mean of the particles within this radius of the posterior's main mode
+    (found by mean shift from its densest particle); 0 gives the mean of all particles. Beside a doorway
+    the particles split between its two jambs, and their mean lies in the gap, where a step would be free: pushing
+    forward from there into the real jamb would never tell the two apart."""
     stall_mismatch: float = 0.05
     """Weight kept by a particle that the map stopped at a wall while the frames show the agent moved, or that moved
     while the frames show it stopped (the same frame again)."""
+    rescue_below: float = 0.5
+    """When the particles that agree with whether the frame changed carry less than this share of the weight, the
+    others are redrawn near the pre-step particles where the step agrees (PoseTracker._rescue)."""
+    rescue_sigma: float = 0.2
+    """Metres: the spread of those redraws around the pre-step particles."""
     seed: int = 0
     """Seed of the filter's random draws (it is deterministic given the env's)."""
 
     def __post_init__(self) -> None:
         if self.particles < 2:
             raise ValueError(f"PoseFilter.particles must be >= 2, got {self.particles!r}")
-        for name in ("position_sigma", "heading_sigma_deg", "temper"):
+        for name in ("position_sigma", "heading_sigma_deg", "temper", "rescue_sigma"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"PoseFilter.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("outlier", "position_jitter", "heading_jitter_deg", "stall_mismatch"):
+        for name in ("outlier", "position_jitter", "heading_jitter_deg", "stall_mismatch", "mode_radius"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"PoseFilter.{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("uniform_start", "reseed"):
+        for name in ("uniform_start", "reseed", "rescue_below"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"PoseFilter.{name} must be in [0, 1), got {getattr(self, name)!r}")
 
@@ -222,22 +232,71 @@ class PoseTracker:
         """(4,) the weighted mean pose (x, z, cos h, sin h) after the latest reading."""
 
     def _mean(self) -> np.ndarray:
-        position = self.weights @ self.poses[:, :2]
-        heading = math.atan2(self.weights @ np.sin(self.poses[:, 2]), self.weights @ np.cos(self.poses[:, 2]))
+        """(4,) the weighted mean pose of the main mode's particles (PoseFilter.mode_radius)."""
+        weights, radius = self.weights, self.config.mode_radius
+        if radius > 0:
+            weights = weights * self._main_mode(radius)
+            weights = weights / weights.sum()
+        position = weights @ self.poses[:, :2]
+        heading = math.atan2(weights @ np.sin(self.poses[:, 2]), weights @ np.cos(self.poses[:, 2]))
         return np.array([position[0], position[1], math.cos(heading), math.sin(heading)])
+
+    def _main_mode(self, radius: float, seeds: int = 64, iterations: int = 5) -> np.ndarray:
+        """(P,) bool: the particles within ``radius`` of the weighted positions' main mode, found by mean shift with a
+        flat kernel from the densest of ``seeds`` particles picked evenly by weight."""
+        positions, weights = self.poses[:, :2], self.weights
+        picks = np.minimum(np.searchsorted(np.cumsum(weights), (np.arange(seeds) + 0.5) / seeds), len(weights) - 1)
+        near = ((positions[picks, None] - positions[None]) ** 2).sum(-1) <= radius**2  # (seeds, P)
+        centre = positions[picks[(near * weights).sum(1).argmax()]]
+        for _ in range(iterations):
+            near_centre = ((positions - centre) ** 2).sum(1) <= radius**2
+            if not weights[near_centre].sum() > 0:
+                break
+            centre = weights[near_centre] @ positions[near_centre] / weights[near_centre].sum()
+        return ((positions - centre) ** 2).sum(1) <= radius**2
 
     def step(self, action: int, reading: np.ndarray, still: bool | None = None) -> np.ndarray:
         """Move every particle by ``action``, weigh it by the new (4,) ``reading`` and, when known, by whether the
         pose stayed ``still`` (a step the simulator refused shows the very same frame again); -> (4,) the
         estimate."""
-        x, z, h = self.poses.T
-        moved = self.floor.dead_reckon(np.stack([x, z, np.cos(h), np.sin(h)], axis=1), np.full(len(h), action))
-        poses = np.stack([moved[:, 0], moved[:, 1], np.arctan2(moved[:, 3], moved[:, 2])], axis=1)
-        stayed = np.all(poses == self.poses, axis=1)
+        before = self.poses
+        poses, stayed = self._moved(before, action)
         self.poses = poses
-        agrees = np.ones(len(poses), dtype=bool) if still is None else stayed == still
-        self.estimate = self._update(reading, np.where(agrees, 1.0, self.config.stall_mismatch))
+        prior = np.ones(len(poses))
+        if still is not None:
+            agrees = stayed == still
+            prior = np.where(agrees, 1.0, self.config.stall_mismatch)
+            if self.weights[agrees].sum() < self.config.rescue_below:
+                prior = self._rescue(before, action, still, agrees, prior)
+        self.estimate = self._update(reading, prior)
         return self.estimate
+
+    def _moved(self, poses: np.ndarray, action: int) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3) poses -> (N, 3) the poses after ``action`` on the map and (N,) whether they stayed put."""
+        x, z, h = poses.T
+        moved = self.floor.dead_reckon(np.stack([x, z, np.cos(h), np.sin(h)], axis=1), np.full(len(h), action))
+        after = np.stack([moved[:, 0], moved[:, 1], np.arctan2(moved[:, 3], moved[:, 2])], axis=1)
+        return after, np.all(after == poses, axis=1)
+
+    def _rescue(
+        self, before: np.ndarray, action: int, still: bool, agrees: np.ndarray, prior: np.ndarray
+    ) -> np.ndarray:
+        """Most of the weight sits on particles that the step moved while the frame stood still (or the reverse):
+        none is where the body is. Redraw those particles near where the others were before the step (PoseFilter.
+        rescue_sigma), keeping draws whose step agrees with the frame, as a mixture proposal draws from the
+        sensor's side; -> the prior weights with the redrawn particles' raised to 1."""
+        config, wrong = self.config, np.flatnonzero(~agrees)
+        picks = self.rng.choice(len(before), size=4 * len(wrong), p=self.weights)
+        drawn = before[picks].copy()
+        drawn[:, :2] += config.rescue_sigma * self.rng.standard_normal((len(drawn), 2))
+        after, stayed = self._moved(drawn, action)
+        found = after[(stayed == still) & self.floor.standable(drawn[:, :2])][: len(wrong)]
+        replaced = wrong[: len(found)]
+        self.poses[replaced] = found
+        self.weights[replaced] = self.weights.mean()
+        prior = prior.copy()
+        prior[replaced] = 1.0
+        return prior
 
     def _update(self, reading: np.ndarray, prior: np.ndarray | float = 1.0) -> np.ndarray:
         """Weigh the particles by ``prior`` and ``reading``; -> (4,) their mean; then resample them once half are

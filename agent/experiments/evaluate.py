@@ -49,7 +49,7 @@ from mstt.agent.experiments.figures import (
     token_mean_windows,
 )
 from mstt.agent.experiments.methods import METHODS, EvalMethod, check_methods
-from mstt.agent.experiments.pixels import EGOCENTRIC_FAMILIES
+from mstt.agent.experiments.pixels import egocentric_families
 from mstt.agent.experiments.train import (
     LOCALIZER_STAGE,
     Models,
@@ -330,7 +330,7 @@ def method_planners(models: Any, config: PlannerConfig) -> dict[str, SkillPlanne
 def check_pixel_stage(experiment: Experiment, run: Path, models: Models, observation: str) -> None:
     """Refuse pixel observations of a world with egocentric frames (the house) from a run without the localizer
     stage that reads them, naming the command that trains it."""
-    if observation != "pixels" or experiment.source.task not in EGOCENTRIC_FAMILIES or models.localizer is not None:
+    if observation != "pixels" or experiment.source.task not in egocentric_families() or models.localizer is not None:
         return
     section = "" if experiment.config.localizer is not None else f"give {experiment.path} a localizer section, then "
     raise ValueError(

@@ -28,7 +28,7 @@ from mstt.agent.core.config import (
 )  # fmt: skip
 from mstt.agent.core.io import plain
 from mstt.agent.experiments.methods import DEFAULT_METHODS, METHODS, check_methods
-from mstt.agent.experiments.pixels import EGOCENTRIC_FAMILIES
+from mstt.agent.experiments.pixels import egocentric_families
 from mstt.agent.worlds import load_config
 from mstt.agent.worlds.data import DataSettings
 from mstt.agent.worlds.house_frames import FrameSettings
@@ -255,10 +255,10 @@ def load_experiment(path: str | Path, overrides: Sequence[Override] = ()) -> Exp
     path, config, source = load_experiment_file(
         path, "mstt", ExperimentConfig, "variant configs go to collect/demo-make/render", overrides
     )
-    if config.localizer is not None and source.task not in EGOCENTRIC_FAMILIES:
+    if config.localizer is not None and source.task not in egocentric_families():
         raise ConfigError(
             f"{path}: field 'localizer': a {source.task} world has no egocentric frames to localize from (only "
-            f"{sorted(EGOCENTRIC_FAMILIES)} do); remove the section"
+            f"{egocentric_families()} do); remove the section"
         )
     targets: dict[str, TaskConfig] = {}
     for i, name in enumerate(config.targets):

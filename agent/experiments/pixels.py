@@ -12,15 +12,12 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
-from mstt.agent.worlds import Task
+from mstt.agent.worlds import FAMILIES, Task
 from mstt.perception import PerceptionError, Scene, estimate_position
 from mstt.skills.localizer import FloorMap, Localizer, PoseFilter, PoseTracker
 
 TRUE_POSITION_KEY = "true_achieved_goal"
 """info key holding the simulator's own position: read by the evaluator for metrics, never by the agent."""
-EGOCENTRIC_FAMILIES = frozenset({"house"})
-"""World families whose pixel mode is the agent's own view, located by the trained localizer stage; the others'
-(the maze) is the top-down frame, read by perception."""
 DEFAULT_VELOCITY_FRAMES = 5
 """Velocity = (p_t - p_{t-k}) / (k dt): one pixel of centre error (~0.03 world units) over a single 0.01 s step
 would be ~3 units/s of velocity noise; over 5 steps it is ~0.6."""
@@ -106,6 +103,12 @@ class EgocentricView(Protocol):
         ...
 
 
+def egocentric_families() -> list[str]:
+    """The world families whose Task renders the agent's own view (EgocentricView): their pixel mode is that view,
+    located by the trained localizer stage; the others' (the maze) is the top-down frame, read by perception."""
+    return sorted(name for name, (task_class, _) in FAMILIES.items() if issubclass(task_class, EgocentricView))
+
+
 class EgocentricTask(EgocentricView, FloorMap, Protocol):
     """A task whose env shows the agent's own view, whose actions move the pose predictably and whose map the agent
     is given (the house)."""
@@ -145,6 +148,8 @@ class LocalizedObservation(gym.Wrapper):
 
     def reset(self, **kwargs: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
+        if kwargs.get("seed") is not None:  # each env and episode draws its own particles, reproducibly
+            self.rng = np.random.default_rng([self.pose_filter.seed, kwargs["seed"]])
         self.tracker = self.pose_filter.track(self.task, self._read(), self.rng)
         info[TRUE_POSITION_KEY] = obs["achieved_goal"].copy()
         return self._observe(obs, self.tracker.estimate), info

@@ -15,7 +15,7 @@ from mstt.agent.worlds.fetch import FetchTask, validate_fetch_config
 from mstt.agent.worlds.house import HouseTask, validate_house_config
 from mstt.agent.worlds.maze import MazeTask, validate_maze_config
 
-FAMILIES: dict[str, tuple[Callable[[Any], Task], Callable[[Any], None]]] = {
+FAMILIES: dict[str, tuple[type[Task], Callable[[Any], None]]] = {
     "maze": (MazeTask, validate_maze_config),
     "fetch": (FetchTask, validate_fetch_config),
     "house": (HouseTask, validate_house_config),

@@ -82,9 +82,12 @@ def test_pixel_observations_are_tracked_readings_and_metrics_the_truth(tiny: tup
     try:
         obs, info = venv.reset(seed=0, options=task.reset_options())
         seen = frames()
-        trackers = [pose_filter.track(task, localizer.locate(f[None])[0], np.random.default_rng(pose_filter.seed))
-                    for f in seen]  # fmt: skip
+        # env e was reset with seed e: its particles are drawn from that seed, so the two envs' episodes differ
+        trackers = [pose_filter.track(task, localizer.locate(f[None])[0], np.random.default_rng([pose_filter.seed, e]))
+                    for e, f in enumerate(seen)]  # fmt: skip
         np.testing.assert_allclose(obs["observation"], np.stack([t.estimate for t in trackers]), rtol=1e-6)
+        np.testing.assert_array_equal(seen[0], seen[1])  # the same start and view ...
+        assert not np.array_equal(trackers[0].poses, trackers[1].poses)  # ... and each env its own particles
         for action in (MOVE_FORWARD, TURN_LEFT, MOVE_FORWARD):
             obs, _, _, _, info = venv.step(np.full(2, action))
             last, seen = seen, frames()

@@ -69,3 +69,14 @@ def test_a_hidden_marker_is_carried_on_by_its_velocity(configs: Path, monkeypatc
         assert np.linalg.norm(obs["achieved_goal"] - info[TRUE_POSITION_KEY]) < 3 * POSITION_TOLERANCE
     finally:
         env.close()
+
+
+def test_the_egocentric_families_are_those_whose_task_renders_its_own_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert pixels.egocentric_families() == ["house"]  # the maze and Fetch render a top-down or fixed camera only
+
+    class Rover:  # a new family's Task with an egocentric camera
+        def render_egocentric(self, env: object) -> np.ndarray:
+            return np.zeros((60, 80, 3), dtype=np.uint8)
+
+    monkeypatch.setitem(pixels.FAMILIES, "rover", (Rover, lambda config: None))
+    assert pixels.egocentric_families() == ["house", "rover"]

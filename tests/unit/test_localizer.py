@@ -167,10 +167,37 @@ def test_pose_filter_prefers_the_particle_that_stopped_as_the_frames_did(still: 
     assert estimate[0] == pytest.approx(expected_x, abs=0.5)
 
 
+@pytest.mark.parametrize(("mode_radius", "expected_x"), [(0.3, 3.0), (0.0, 3.8)])
+def test_the_estimate_is_the_main_mode_not_the_mean_between_two(mode_radius: float, expected_x: float) -> None:
+    # beside a doorway the particles split between its two jambs: their mean lies in the gap, where neither is
+    pose_filter = PoseFilter(particles=100, uniform_start=0.0, reseed=0.0, mode_radius=mode_radius)
+    tracker = pose_filter.track(_Room(), np.array(_pose(3.0, 3.0, 0.0)), np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    tracker.poses = np.concatenate([np.tile([3.0, 3.0, 0.0], (60, 1)), np.tile([5.0, 3.0, 0.0], (40, 1))])
+    tracker.poses[:, :2] += 0.05 * rng.standard_normal((100, 2))
+    tracker.weights = np.full(100, 0.01)
+    estimate = tracker.step(1, np.array(_pose(4.0, 3.0, 15.0)), still=False)  # a turn; read between the two
+    assert estimate[0] == pytest.approx(expected_x, abs=0.1)
+
+
+@pytest.mark.parametrize(("rescue_below", "stopped"), [(0.5, True), (0.0, False)])
+def test_a_step_no_particle_explains_redraws_particles_that_do(rescue_below: float, stopped: bool) -> None:
+    # the body pushes against the east wall (it stops at x = 9.6) while every particle, 0.5 m short of it, steps on
+    pose_filter = PoseFilter(particles=200, uniform_start=0.0, reseed=0.0, rescue_below=rescue_below)
+    tracker = pose_filter.track(_Room(), np.array(_pose(9.1, 3.0, 0.0)), np.random.default_rng(0))
+    tracker.poses = np.tile([9.1, 3.0, 0.0], (200, 1))
+    tracker.poses[:, 1] += 0.05 * np.random.default_rng(1).standard_normal(200)
+    tracker.weights = np.full(200, 1 / 200)
+    estimate = tracker.step(2, np.array(_pose(9.1, 3.0, 0.0)), still=True)
+    assert (estimate[0] > 9.4) == stopped  # towards where a forward step stops at the wall, or 0.15 m on from 9.1
+    if not stopped:
+        assert estimate[0] == pytest.approx(9.25, abs=0.01)
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [("particles", 1), ("position_sigma", 0.0), ("temper", 0.0), ("outlier", -0.1), ("reseed", 1.0),
-     ("uniform_start", -0.5)],
+     ("uniform_start", -0.5), ("mode_radius", -0.1), ("rescue_below", 1.0), ("rescue_sigma", 0.0)],
 )  # fmt: skip
 def test_bad_filter_names_the_field(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"PoseFilter.{field}"):
