@@ -164,7 +164,9 @@ class PoseFilter:
     misleads once misleads for many steps: the two long halls look alike), so each reading's likelihood is
     tempered: evidence accrues over many frames, and the map rules out the poses the actions could not have reached.
     Half the first particles are spread over the whole floor, and a few are redrawn around each new reading, so a
-    wrong start and a lost track recover."""
+    wrong start and a lost track recover; where no particle explains a step (all moved while the frame stood still),
+    some are redrawn near the others where the step agrees. The estimate is the mean of the posterior's main mode,
+    not of every particle: a cloud split between two places has its mean where neither is."""
 
     particles: int = 500
     """Poses tracked per env."""
@@ -229,7 +231,7 @@ class PoseTracker:
         self.poses = np.concatenate([spread, around])  # (P, 3) x, z, h
         self.weights = np.full(config.particles, 1.0 / config.particles)
         self.estimate = self._update(reading)
-        """(4,) the weighted mean pose (x, z, cos h, sin h) after the latest reading."""
+        """(4,) the weighted mean pose (x, z, cos h, sin h) of the main mode after the latest reading."""
 
     def _mean(self) -> np.ndarray:
         """(4,) the weighted mean pose of the main mode's particles (PoseFilter.mode_radius)."""
@@ -269,7 +271,24 @@ class PoseTracker:
             if self.weights[agrees].sum() < self.config.rescue_below:
                 prior = self._rescue(before, action, still, agrees, prior)
         self.estimate = self._update(reading, prior)
+        if still:
+            self.estimate = self._explaining_stall(self.estimate, action)
         return self.estimate
+
+    def _explaining_stall(self, estimate: np.ndarray, action: int) -> np.ndarray:
+        """The frame stood still: the body could not take ``action``. Where the (4,) estimate could (the mean of
+        particles stopped around a doorway's jamb lies off the jamb), the particle nearest it that could not instead:
+        an estimate from which the refused step looks free has a controller repeat that step forever."""
+        x, z, cos_h, sin_h = estimate
+        _, stalls = self._moved(np.array([[x, z, math.atan2(sin_h, cos_h)]]), action)
+        if stalls[0]:
+            return estimate
+        _, stopped = self._moved(self.poses, action)
+        if not stopped.any():
+            return estimate
+        candidates = self.poses[stopped]
+        nearest = candidates[((candidates[:, :2] - estimate[:2]) ** 2).sum(1).argmin()]
+        return np.array([nearest[0], nearest[1], math.cos(nearest[2]), math.sin(nearest[2])])
 
     def _moved(self, poses: np.ndarray, action: int) -> tuple[np.ndarray, np.ndarray]:
         """(N, 3) poses -> (N, 3) the poses after ``action`` on the map and (N,) whether they stayed put."""

@@ -194,6 +194,19 @@ def test_a_step_no_particle_explains_redraws_particles_that_do(rescue_below: flo
         assert estimate[0] == pytest.approx(9.25, abs=0.01)
 
 
+def test_after_a_refused_step_the_estimate_is_a_pose_where_it_is_refused() -> None:
+    # every particle explains the stall, half against the east wall facing east, half against the north wall facing
+    # north; their mean (the middle of the room, facing north-east) would take the step freely
+    room = _Room()
+    pose_filter = PoseFilter(particles=100, uniform_start=0.0, reseed=0.0, mode_radius=0.0, rescue_below=0.0)
+    tracker = pose_filter.track(room, np.array(_pose(6.0, 4.0, 45.0)), np.random.default_rng(0))
+    tracker.poses = np.concatenate([np.tile([9.55, 3.0, 0.0], (50, 1)), np.tile([3.0, 5.55, math.pi / 2], (50, 1))])
+    tracker.weights = np.full(100, 0.01)
+    estimate = tracker.step(2, np.array(_pose(6.0, 4.0, 45.0)), still=True)
+    assert any(np.allclose(estimate, _pose(x, z, h)) for x, z, h in ((9.55, 3.0, 0.0), (3.0, 5.55, 90.0)))
+    assert np.array_equal(room.dead_reckon(estimate[None], np.array([2]))[0, :2], estimate[:2])
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [("particles", 1), ("position_sigma", 0.0), ("temper", 0.0), ("outlier", -0.1), ("reseed", 1.0),
