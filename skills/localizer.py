@@ -250,12 +250,13 @@ class PoseTracker:
         picks = np.minimum(np.searchsorted(np.cumsum(weights), (np.arange(seeds) + 0.5) / seeds), len(weights) - 1)
         near = ((positions[picks, None] - positions[None]) ** 2).sum(-1) <= radius**2  # (seeds, P)
         centre = positions[picks[(near * weights).sum(1).argmax()]]
+        members = ((positions - centre) ** 2).sum(1) <= radius**2
         for _ in range(iterations):
-            near_centre = ((positions - centre) ** 2).sum(1) <= radius**2
-            if not weights[near_centre].sum() > 0:
+            if not weights[members].sum() > 0:
                 break
-            centre = weights[near_centre] @ positions[near_centre] / weights[near_centre].sum()
-        return ((positions - centre) ** 2).sum(1) <= radius**2
+            centre = weights[members] @ positions[members] / weights[members].sum()
+            members = ((positions - centre) ** 2).sum(1) <= radius**2
+        return members
 
     def step(self, action: int, reading: np.ndarray, still: bool | None = None) -> np.ndarray:
         """Move every particle by ``action``, weigh it by the new (4,) ``reading`` and, when known, by whether the
