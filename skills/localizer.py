@@ -27,6 +27,8 @@ PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
 """Pixels in [0, 1] are centred and scaled by these before the first convolution."""
 PREDICT_BATCH = 512
 """Frames per forward pass when locating many frames at once."""
+STAYED_HEADING_RAD = 1e-6
+"""A particle whose heading changed by less than this (far below a turn) and whose position not at all stayed put."""
 
 
 @dataclass(frozen=True)
@@ -296,7 +298,10 @@ class PoseTracker:
         x, z, h = poses.T
         moved = self.floor.dead_reckon(np.stack([x, z, np.cos(h), np.sin(h)], axis=1), np.full(len(h), action))
         after = np.stack([moved[:, 0], moved[:, 1], np.arctan2(moved[:, 3], moved[:, 2])], axis=1)
-        return after, np.all(after == poses, axis=1)
+        # a refused step leaves the position exactly where it was; the heading comes back through arctan2(sin, cos),
+        # which can change its last bits, or wrap it into (-pi, pi] where resampling's jitter took it out
+        turned = (after[:, 2] - poses[:, 2] + math.pi) % (2 * math.pi) - math.pi
+        return after, np.all(after[:, :2] == poses[:, :2], axis=1) & (np.abs(turned) < STAYED_HEADING_RAD)
 
     def _rescue(
         self, before: np.ndarray, action: int, still: bool, agrees: np.ndarray, prior: np.ndarray

@@ -207,6 +207,24 @@ def test_after_a_refused_step_the_estimate_is_a_pose_where_it_is_refused() -> No
     assert np.array_equal(room.dead_reckon(estimate[None], np.array([2]))[0, :2], estimate[:2])
 
 
+def test_a_particle_stopped_at_a_wall_stays_put_whatever_its_heading_round_trip() -> None:
+    # headings whose arctan2(sin, cos) round trip changes their last bit, and ones jitter took past pi: facing the
+    # east or west wall from against it, a forward step leaves each where it was
+    headings = np.linspace(-0.3, 0.3, 2001)
+    changed = headings[np.arctan2(np.sin(headings), np.cos(headings)) != headings]
+    assert len(changed) > 0
+    facing_west = np.array([math.pi + 0.01, -math.pi - 0.01, math.pi])
+    poses = np.concatenate(
+        [np.stack([np.full(len(changed), 9.55), np.full(len(changed), 3.0), changed], 1),
+         np.stack([np.full(3, 0.45), np.full(3, 3.0), facing_west], 1)]
+    )  # fmt: skip
+    tracker = PoseFilter(particles=2).track(_Room(), np.array(_pose(5.0, 3.0, 0.0)), np.random.default_rng(0))
+    after, stayed = tracker._moved(poses, 2)
+    assert stayed.all()
+    assert np.array_equal(after[:, :2], poses[:, :2])
+    assert not tracker._moved(poses, 0)[1].any()  # a turn moves every one
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [("particles", 1), ("position_sigma", 0.0), ("temper", 0.0), ("outlier", -0.1), ("reseed", 1.0),
