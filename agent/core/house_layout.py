@@ -155,6 +155,17 @@ def points_in_rects(points: np.ndarray, rects: np.ndarray) -> np.ndarray:
     )  # fmt: skip
 
 
+def touch_rects(points: np.ndarray, rects: np.ndarray, radius: float) -> np.ndarray:
+    """(P, 2) points, (R, 4) rectangles (a wall is one of zero width) -> (P,) bool: a disc of ``radius`` at the point
+    overlaps some rectangle (the Euclidean distance to it, 0 inside, is below ``radius``)."""
+    if len(rects) == 0:
+        return np.zeros(len(points), dtype=bool)
+    x, z = points[:, :1], points[:, 1:2]
+    dx = np.maximum(np.maximum(rects[:, 0] - x, x - rects[:, 2]), 0.0)  # (P, R)
+    dz = np.maximum(np.maximum(rects[:, 1] - z, z - rects[:, 3]), 0.0)
+    return np.asarray((dx * dx + dz * dz < radius * radius).any(-1))
+
+
 def inflate(rects: np.ndarray, by: float) -> np.ndarray:
     return rects + np.array([-by, -by, by, by])
 
@@ -174,6 +185,9 @@ class HouseLayout:
                               dtype=np.float64).reshape(-1, 4)  # fmt: skip
         self.zones = np.array([(z.x[0], z.z[0], z.x[1], z.z[1]) for z in config.zones], dtype=np.float64).reshape(-1, 4)
         self.walls = self._walls()
+        wall_rects = np.concatenate([self.walls.min(axis=1), self.walls.max(axis=1)], axis=1)
+        self.obstacles = np.concatenate([wall_rects, self.boxes])
+        """(W + B, 4) rectangles the agent's body must not touch: the walls (axis-aligned: of zero width) and boxes."""
         self.closed = np.array([o.segment for o in self.openings if o.closed]).reshape(-1, 2, 2)
         self._check_boxes_and_objects()
         self.objects = {obj.name: np.array(obj.at, dtype=np.float64) for obj in config.objects}

@@ -42,6 +42,7 @@ from mstt.agent.core.house_layout import (  # noqa: E402
     points_in_rects,
     segments_cross,
     segments_hit_rects,
+    touch_rects,
 )
 from mstt.agent.worlds.base import COLLISION_KEY, Episode, EpisodeRecorder, PathCheck, segment_samples  # noqa: E402
 
@@ -583,15 +584,7 @@ class HouseTask:
         """(N, 2) -> (N,) bool: the agent standing there would touch a wall or a box, as HouseEnv.intersect tests a
         step (its boxes as their true footprints), with ``slack`` metres to spare (the tracker's TRACK_SLACK)."""
         positions = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
-        layout, radius = self.layout, AGENT_RADIUS + slack
-        near = point_segment_distance(positions, layout.walls[:, 0], layout.walls[:, 1]).min(-1, initial=np.inf)
-        bumped = near < radius
-        if len(layout.boxes):
-            below = layout.boxes[None, :, :2] - positions[:, None]
-            above = positions[:, None] - layout.boxes[None, :, 2:]
-            gap = np.maximum(np.maximum(below, above), 0.0)
-            bumped |= (np.linalg.norm(gap, axis=-1) < radius).any(-1)
-        return bumped
+        return touch_rects(positions, self.layout.obstacles, AGENT_RADIUS + slack)
 
     def source_episodes(self, transitions: int, seed: int) -> Iterator[Episode]:
         """The D4RL recipe on the room graph: one never-reset stream, a new random goal each time one is reached,

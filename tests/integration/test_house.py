@@ -26,6 +26,7 @@ from mstt.agent.worlds.house import (
     TURN_RIGHT,
     WALL_RGB,
     HouseTask,
+    house_env,
 )
 
 VARIANTS = ["source", "blocked", "zone", "holdout"]
@@ -87,6 +88,30 @@ def test_walls_and_furniture_stop_the_agent(configs: Path) -> None:
         for _ in range(40):
             obs = env.step(MOVE_FORWARD)[0]
         assert obs["achieved_goal"][1] == pytest.approx(6.7 - AGENT_RADIUS, abs=0.16)  # the bed's north face
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("variant", ["blocked", "holdout"])
+def test_bumps_agrees_with_the_simulators_collision_test(configs: Path, variant: str) -> None:
+    """The map's test for the agent's body touching a wall, a closed doorway or a box (what dead reckoning and the
+    pose filter use) gives the simulator's own answer, HouseEnv.intersect, at random points and at points just
+    either side of the agent's radius from the walls' ends and faces."""
+    task = _task(configs, variant)
+    env = task.make_env()
+    try:
+        sim = house_env(env)
+        rng = np.random.default_rng(0)
+        x0, z0, x1, z1 = task.extent
+        ends = task.layout.walls.reshape(-1, 2)
+        angles = rng.uniform(0, 2 * np.pi, len(ends) * 4)
+        ring = np.repeat(ends, 4, axis=0) + (AGENT_RADIUS + rng.choice([-1e-6, 1e-6], len(angles)))[:, None] * (
+            np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        )
+        points = np.concatenate([rng.uniform((x0, z0), (x1, z1), (2000, 2)), ring])
+        simulator = [bool(sim.intersect(sim.agent, np.array([x, 0.0, z]), AGENT_RADIUS)) for x, z in points]
+        assert task.bumps(points, slack=0.0).tolist() == simulator
+        assert 0 < sum(simulator) < len(points)
     finally:
         env.close()
 
