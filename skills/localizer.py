@@ -28,7 +28,8 @@ PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
 PREDICT_BATCH = 512
 """Frames per forward pass when locating many frames at once."""
 STAYED_HEADING_RAD = 1e-6
-"""A particle whose heading changed by less than this (far below a turn) and whose position not at all stayed put."""
+"""Radians: a particle stayed put when its position did not change at all and its heading by less than this (a turn
+is 15 degrees)."""
 
 
 @dataclass(frozen=True)

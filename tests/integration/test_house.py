@@ -95,8 +95,8 @@ def test_walls_and_furniture_stop_the_agent(configs: Path) -> None:
 @pytest.mark.parametrize("variant", ["blocked", "holdout"])
 def test_bumps_agrees_with_the_simulators_collision_test(configs: Path, variant: str) -> None:
     """The map's test for the agent's body touching a wall, a closed doorway or a box (what dead reckoning and the
-    pose filter use) gives the simulator's own answer, HouseEnv.intersect, at random points and at points just
-    either side of the agent's radius from the walls' ends and faces."""
+    pose filter use) gives the simulator's own answer, HouseEnv.intersect, at random points and at points 1e-6 m
+    either side of the agent's radius from every wall's ends."""
     task = _task(configs, variant)
     env = task.make_env()
     try:
