@@ -32,6 +32,11 @@ STAYED_HEADING_RAD = 1e-6
 is 15 degrees)."""
 
 
+def wrapped(angles: np.ndarray) -> np.ndarray:
+    """Angles (radians) wrapped into [-pi, pi)."""
+    return (angles + math.pi) % (2 * math.pi) - math.pi
+
+
 @dataclass(frozen=True)
 class LocalizerConfig:
     channels: tuple[int, ...] = (16, 32, 64, 64)
@@ -301,7 +306,7 @@ class PoseTracker:
         after = np.stack([moved[:, 0], moved[:, 1], np.arctan2(moved[:, 3], moved[:, 2])], axis=1)
         # a refused step leaves the position exactly where it was; the heading comes back through arctan2(sin, cos),
         # which can change its last bits, or wrap it into (-pi, pi] where resampling's jitter took it out
-        turned = (after[:, 2] - poses[:, 2] + math.pi) % (2 * math.pi) - math.pi
+        turned = wrapped(after[:, 2] - poses[:, 2])
         return after, np.all(after[:, :2] == poses[:, :2], axis=1) & (np.abs(turned) < STAYED_HEADING_RAD)
 
     def _rescue(
@@ -353,7 +358,7 @@ class PoseTracker:
     def _weigh(self, reading: np.ndarray) -> None:
         config = self.config
         distance2 = ((self.poses[:, :2] - reading[:2]) ** 2).sum(1)
-        turn = (self.poses[:, 2] - math.atan2(reading[3], reading[2]) + math.pi) % (2 * math.pi) - math.pi
+        turn = wrapped(self.poses[:, 2] - math.atan2(reading[3], reading[2]))
         likelihood = (np.exp(-0.5 * distance2 / config.position_sigma**2) + config.outlier) * (
             np.exp(-0.5 * (turn / math.radians(config.heading_sigma_deg)) ** 2) + config.outlier
         )
@@ -438,7 +443,7 @@ def pose_errors(estimated: np.ndarray, true: np.ndarray) -> PoseErrors:
     error (metres) and of the absolute heading error (degrees)."""
     position = np.linalg.norm(estimated[:, :2] - true[:, :2], axis=1)
     gap = np.arctan2(estimated[:, 3], estimated[:, 2]) - np.arctan2(true[:, 3], true[:, 2])
-    heading = np.degrees(np.abs((gap + math.pi) % (2 * math.pi) - math.pi))
+    heading = np.degrees(np.abs(wrapped(gap)))
     return PoseErrors(
         len(true), float(np.median(position)), float(np.quantile(position, 0.9)), float(np.median(heading)),
         float(np.quantile(heading, 0.9)),
