@@ -152,8 +152,9 @@ class PlanController(_Decisions):
     schedules agree, which they do unless a fallback shortened one).
 
     Each step tracks the plan's state k + 1 with ``task.track``, or, where the task has a ``track_plan`` method
-    ((E, S) observations, (E, H, S) planned states, (E,) plan steps executed -> actions), hands it the whole plan (a
-    body that cannot follow the plan's timing, such as the house's turn-then-step one, pursues its path instead)."""
+    ((E, S) observations, (E, H, S) planned states, (E,) plan steps executed, (E, G) desired goals -> actions), hands
+    it the whole plan and the goal (a body that cannot follow the plan's timing, such as the house's turn-then-step
+    one, pursues its path instead)."""
 
     def __init__(
         self,
@@ -166,7 +167,7 @@ class PlanController(_Decisions):
     ) -> None:
         super().__init__(plan, mask, device)
         self.task, self.replan_every = task, replan_every
-        self._track_plan: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = getattr(
+        self._track_plan: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = getattr(
             task, "track_plan", None
         )
         """The task's whole-plan tracker where it has one (the house), looked up once rather than every step."""
@@ -209,7 +210,7 @@ class PlanController(_Decisions):
         k = np.minimum(self._k, self._trajectory.shape[1] - 2)
         self._k += 1
         if self._track_plan is not None:  # a task that tracks the whole plan (the house's pure pursuit along it)
-            return self._track_plan(state, self._trajectory[:, :, :state_dim], k)
+            return self._track_plan(state, self._trajectory[:, :, :state_dim], k, obs["desired_goal"])
         rows = np.arange(n)
         return self.task.track(state, self._trajectory[rows, k + 1, :state_dim], self._trajectory[rows, k, state_dim:])
 

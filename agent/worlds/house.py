@@ -541,13 +541,18 @@ class HouseTask:
         detour_actions = np.where(chosen == 0, MOVE_FORWARD, np.where(chosen > 0, TURN_RIGHT, TURN_LEFT))
         return np.where(detour, detour_actions, actions).astype(np.int64)
 
-    def track_plan(self, obs: np.ndarray, plan: np.ndarray, k: np.ndarray) -> np.ndarray:
-        """(E, 4) poses, (E, H, 4) planned poses and (E,) plan steps executed -> (E,) int64 actions: pure pursuit
-        along the plan's path, as the demo tracker follows a demo. The body needs several steps to turn, so it reaches
-        a plan's state k + 1 late and, replanning from where it lags, moves at a fraction of the plan's pace; it aims
-        instead at the farthest planned position within ``plan_lookahead`` of it, past the planned position nearest
-        it, and ``track`` steers there (the planned heading once there). The plan's timing is not followed, only its
-        path: replan before the body runs off its end (eval.replan_every)."""
+    def track_plan(self, obs: np.ndarray, plan: np.ndarray, k: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """(E, 4) poses, (E, H, 4) planned poses, (E,) plan steps executed and (E, 2) goals -> (E,) int64 actions:
+        pure pursuit along the plan's path, as the demo tracker follows a demo. The body needs several steps to turn,
+        so it reaches a plan's state k + 1 late and, replanning from where it lags, moves at a fraction of the plan's
+        pace; it aims instead at the farthest planned position within ``plan_lookahead`` of it, past the planned
+        position nearest it, and ``track`` steers there (the planned heading once there). The plan's timing is not
+        followed, only its path: replan before the body runs off its end (eval.replan_every).
+
+        Once the plan passes within GOAL_RADIUS of the goal and the goal is within ``plan_lookahead``, it steers at
+        the goal itself: the farthest point in reach may lie past the goal, and a body aiming there walks beside the
+        goal, outside its radius, and circles it (results/house/COMMAND.md)."""
+        rows = np.arange(len(obs))
         positions = plan[:, :, :2]
         gap = np.linalg.norm(positions - obs[:, None, :2], axis=-1)  # (E, H)
         nearest = gap.argmin(axis=1)
@@ -555,7 +560,14 @@ class HouseTask:
         reach = (steps[None] >= nearest[:, None]) & (gap <= self.plan_lookahead)
         aim = np.where(reach, steps[None], -1).max(axis=1)
         aim = np.where(aim < 0, nearest, aim)
-        return self.track(obs, plan[np.arange(len(obs)), aim], np.zeros((len(obs), N_ACTIONS)))
+        goal = np.asarray(goal, dtype=float)[:, :2]
+        offset = goal - obs[:, :2]
+        passes = (np.linalg.norm(positions - goal[:, None], axis=-1) <= GOAL_RADIUS).any(axis=1)
+        at_goal = passes & (np.linalg.norm(offset, axis=1) <= self.plan_lookahead)
+        bearing = np.arctan2(offset[:, 1], offset[:, 0])
+        goal_pose = np.column_stack([goal, np.cos(bearing), np.sin(bearing)])
+        target = np.where(at_goal[:, None], goal_pose, plan[rows, aim])
+        return self.track(obs, target, np.zeros((len(obs), N_ACTIONS)))
 
     def dead_reckon(self, poses: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """(E, 4) poses and (E,) discrete actions -> (E, 4) the poses after them, as HouseEnv.step moves the agent: a

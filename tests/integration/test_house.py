@@ -198,8 +198,30 @@ def test_track_plan_pursues_the_plan_path_rather_than_its_next_state(configs: Pa
     south = np.column_stack([np.full(16, 2.5), 5.5 + 0.1 * np.arange(1, 17), np.zeros(16), np.ones(16)])
     plan = np.stack([np.vstack([spin, east]), south])  # (2, 16, 4)
     assert task.track(pose[:1], plan[:1, 0], np.zeros((1, N_ACTIONS))).tolist() == [TURN_RIGHT]
-    assert task.track_plan(pose, plan, np.zeros(2, dtype=int)).tolist() == [MOVE_FORWARD, TURN_RIGHT]
+    far_goal = np.array([[9.0, 9.0]] * 2)
+    assert task.track_plan(pose, plan, np.zeros(2, dtype=int), far_goal).tolist() == [MOVE_FORWARD, TURN_RIGHT]
     assert PLAN_LOOKAHEAD < np.linalg.norm(east[-1, :2] - pose[0, :2])  # the plan's end lies beyond the lookahead
+
+
+def test_track_plan_steers_at_the_goal_once_the_plan_passes_it(configs: Path) -> None:
+    """A plan walking east past a goal 0.4 m to its north: aiming at the plan's farthest point in reach walks beside
+    the goal, outside its radius; once the plan passes within GOAL_RADIUS and the goal is within PLAN_LOOKAHEAD, the
+    body turns towards the goal. A goal the plan misses, or one beyond the lookahead, leaves the pursuit as it was."""
+    task = _task(configs, "source")
+    east = np.column_stack([2.5 + 0.15 * np.arange(1, 17), np.full(16, 5.5), np.ones(16), np.zeros(16)])
+    pose, plan = np.array([[2.5, 5.5, 1.0, 0.0]] * 3), np.stack([east] * 3)
+    goals = np.array([[3.3, 5.1], [3.3, 4.7], [4.6, 5.1]])  # passed and near; missed by 0.8 m; passed, 2.1 m away
+    assert (
+        np.linalg.norm(goals[0] - east[:, :2], axis=1).min()
+        <= GOAL_RADIUS
+        < np.linalg.norm(goals[1] - east[:, :2], axis=1).min()
+    )
+    assert np.linalg.norm(goals[2] - pose[0, :2]) > PLAN_LOOKAHEAD
+    assert task.track_plan(pose, plan, np.zeros(3, dtype=int), goals).tolist() == [
+        TURN_LEFT,
+        MOVE_FORWARD,
+        MOVE_FORWARD,
+    ]
 
 
 def test_track_slides_past_a_doorway_jamb_instead_of_pushing_into_it(configs: Path) -> None:
