@@ -40,6 +40,7 @@ from mstt.agent.worlds.data import (
     EpisodeArrays,
     collect,
     dataset_record,
+    discrete_actions,
     experiment_root,
     load_episodes,
     target_dataset_id,
@@ -361,8 +362,14 @@ def dara_stages(experiment: Experiment) -> tuple[Stage[SourceData], ...]:
             )  # fmt: skip
             target_steps = _one_step(target_episodes, iql_config.gamma)
             joined = {k: np.concatenate([source_steps[k], target_steps[k]]) for k in source_steps}
-            learner, report = train_iql(joined, iql_config, "continuous", progress=inputs.progress,
-                                        settings=inputs.loop(), name=inputs.name)  # fmt: skip
+            choices = discrete_actions(make_task(experiment.targets[variant]))
+            if choices is None:
+                learner, report = train_iql(joined, iql_config, "continuous", progress=inputs.progress,
+                                            settings=inputs.loop(), name=inputs.name)  # fmt: skip
+            else:  # the classifiers read one-hot rows; IQL's Q has one output per action and its actor is categorical
+                joined["actions"] = joined["actions"].argmax(axis=1)
+                learner, report = train_iql(joined, iql_config, "discrete", choices, progress=inputs.progress,
+                                            settings=inputs.loop(), name=inputs.name)  # fmt: skip
             learner.save_pretrained(inputs.folder)
             shift = source_steps["returns"] - rewards
             numbers = {"iql": report, "target_transitions": int(sum(len(e.actions) for e in target_episodes)),

@@ -308,6 +308,16 @@ def action_vectors(actions: np.ndarray, space: gym.Space) -> np.ndarray:
     return np.asarray(actions)
 
 
+def discrete_actions(task: Task) -> int | None:
+    """n for a task whose env takes one of n discrete actions (a Discrete(n) space: the house), None otherwise."""
+    env = task.make_env()
+    try:
+        space = env.action_space
+    finally:
+        env.close()
+    return int(space.n) if isinstance(space, gym.spaces.Discrete) else None
+
+
 def load_episodes(
     dataset_id: str, root: str | Path | None = None, expected: Mapping[str, Any] | None = None
 ) -> list[EpisodeArrays]:
