@@ -1,5 +1,6 @@
-"""Implicit Q-learning (Kostrikov et al., 2021) as pure loss functions plus one trainer, used twice: over the
-K discrete DDS skills (the high level) and over primitive continuous actions (the IQL baseline).
+"""Implicit Q-learning (Kostrikov et al., 2021) as pure loss functions plus one trainer, used over the
+K discrete DDS skills (the high level), over primitive continuous actions (the IQL baseline, DARA's policy) and over
+a world's discrete actions (DARA's policy in the house).
 
 Losses return small frozen dataclasses. The update order, written once in ``IQLLearner.compute_loss``:
 V by expectile regression towards the target twin-Q minimum; Q towards r + discount * (1 - done) * V(s');
@@ -174,7 +175,8 @@ class IQLLoss:
 class IQLLearner(HubComponent):
     """Twin Q, V and an AWR policy over (observation, goal) inputs.
 
-    ``action_kind='discrete'``: ``action_dim`` = K choices (the DDS skills), a categorical policy.
+    ``action_kind='discrete'``: ``action_dim`` = K choices (the DDS skills, or the house's actions), a categorical
+    policy.
     ``action_kind='continuous'``: ``action_dim`` = A, a deterministic tanh actor (the primitive-action baseline).
     """
 
