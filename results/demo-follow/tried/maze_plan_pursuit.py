@@ -5,7 +5,7 @@ from mstt.agent.worlds.maze import MazeTask
 import mstt.agent.experiments.evaluate as ev
 from mstt.agent.experiments.experiment import load_experiment
 LOOK = float(sys.argv[1]); replan = int(sys.argv[2]); out = sys.argv[3]; eps = int(sys.argv[4])
-def track_plan(self, obs, plan, k):
+def track_plan(self, obs, plan, k, goal=None):  # PlanController also hands the goal (since c8ce360)
     positions = plan[:, :, :2]
     gap = np.linalg.norm(positions - obs[:, None, :2], axis=-1)
     nearest = gap.argmin(axis=1)

@@ -1,6 +1,7 @@
 """Probe (results/house/COMMAND.md): once the plan being tracked passes within the goal's radius and the goal is within
 the tracker's lookahead, steer at the goal itself instead of the plan's farthest point within the lookahead (which may
-lie beyond the goal). Patches HouseTask.track_plan and PlanController.act at this commit for one variant, GPS + compass;
+lie beyond the goal). Patches HouseTask.track_plan and PlanController.act as they were at 8632cc1 (from c8ce360 on,
+HouseTask.track_plan does this itself and takes the goal), for one variant, GPS + compass;
 the baseline is goal_fallback.py's `--baseline` run. Run from the repository root:
 
     python results/house/tried/goal_aim.py CONFIG RUN SEED VARIANT EPISODES OUT.json [--pixels]
