@@ -363,13 +363,10 @@ def dara_stages(experiment: Experiment) -> tuple[Stage[SourceData], ...]:
             target_steps = _one_step(target_episodes, iql_config.gamma)
             joined = {k: np.concatenate([source_steps[k], target_steps[k]]) for k in source_steps}
             choices = discrete_actions(make_task(experiment.targets[variant]))
-            if choices is None:
-                learner, report = train_iql(joined, iql_config, "continuous", progress=inputs.progress,
-                                            settings=inputs.loop(), name=inputs.name)  # fmt: skip
-            else:  # the classifiers read one-hot rows; IQL's Q has one output per action and its actor is categorical
+            if choices is not None:  # the classifiers read one-hot rows; IQL takes the action's index
                 joined["actions"] = joined["actions"].argmax(axis=1)
-                learner, report = train_iql(joined, iql_config, "discrete", choices, progress=inputs.progress,
-                                            settings=inputs.loop(), name=inputs.name)  # fmt: skip
+            learner, report = train_iql(joined, iql_config, "continuous" if choices is None else "discrete", choices,
+                                        progress=inputs.progress, settings=inputs.loop(), name=inputs.name)  # fmt: skip
             learner.save_pretrained(inputs.folder)
             shift = source_steps["returns"] - rewards
             numbers = {"iql": report, "target_transitions": int(sum(len(e.actions) for e in target_episodes)),
