@@ -153,8 +153,8 @@ class PlanController(_Decisions):
 
     Each step tracks the plan's state k + 1 with ``task.track``, or, where the task has a ``track_plan`` method
     ((E, S) observations, (E, H, S) planned states, (E,) plan steps executed, (E, G) desired goals -> actions), hands
-    it the whole plan and the goal (a body that cannot follow the plan's timing, such as the house's turn-then-step
-    one, pursues its path instead)."""
+    it the whole plan and the goal: a body that cannot follow the plan's timing, such as the house's turn-then-step
+    one, pursues its path instead; the maze tracks state k + 1 but brakes onto a goal its plan passes close by."""
 
     def __init__(
         self,
@@ -209,7 +209,7 @@ class PlanController(_Decisions):
         assert self._trajectory is not None
         k = np.minimum(self._k, self._trajectory.shape[1] - 2)
         self._k += 1
-        if self._track_plan is not None:  # a task that tracks the whole plan (the house's pure pursuit along it)
+        if self._track_plan is not None:  # a task that tracks the whole plan and the goal (house, maze)
             return self._track_plan(state, self._trajectory[:, :, :state_dim], k, obs["desired_goal"])
         rows = np.arange(n)
         return self.task.track(state, self._trajectory[rows, k + 1, :state_dim], self._trajectory[rows, k, state_dim:])

@@ -33,6 +33,10 @@ AGENT_RADIUS = 0.1
 """Radius of the point agent's collision sphere (point.xml)."""
 CONTACT_SLACK = 0.05
 """Extra distance within which the agent counts as touching a blocked cell's wall box."""
+GOAL_CAPTURE = 2 * GOAL_RADIUS
+"""Within this distance of the goal a plan's tracker brakes onto the goal itself (MazeTask.track_plan). PointMaze
+draws each goal up to 0.25 units off its cell's centre, so a plan along the corridor's middle can pass the goal just
+outside GOAL_RADIUS. A straight line of two radii cannot cross a wall cell (one unit wide), only graze a corner."""
 FOLLOW_LOOKAHEAD = 0.5
 """A path follower in the maze aims half a cell ahead along the path: closer targets slow the PD law down, farther
 ones cut corners into walls."""
@@ -282,6 +286,20 @@ class MazeTask:
         pos, vel = obs[:, :2], obs[:, 2:4]
         action = P_GAIN * (next_state[:, :2] - pos) + (next_state[:, 2:4] - vel)
         return np.clip(action, -1.0, 1.0)
+
+    def track_plan(self, obs: np.ndarray, plan: np.ndarray, k: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """(E, 4) observations, (E, H, 4) planned states, (E,) plan steps executed and (E, 2) goals -> (E, 2) actions:
+        ``track`` towards the plan's state k + 1, except within GOAL_CAPTURE of the goal, where the PD law brakes onto
+        the goal itself. Skills end where the data's windows end, not on a goal drawn off the corridor's middle: a
+        plan that passes it just outside GOAL_RADIUS carries the body past it, and the next plans follow the demo on
+        (results/demo-follow/goal-capture/COMMAND.md)."""
+        rows = np.arange(len(obs))
+        action = self.track(obs, plan[rows, k + 1], np.zeros((len(obs), 2)))
+        pos, vel = obs[:, :2], obs[:, 2:4]
+        offset = np.asarray(goal, dtype=float)[:, :2] - pos
+        near = np.linalg.norm(offset, axis=1) <= GOAL_CAPTURE
+        onto_goal = np.clip(P_GAIN * offset + D_GAIN * vel, -1.0, 1.0)
+        return np.where(near[:, None], onto_goal, action)
 
     def source_episodes(self, transitions: int, seed: int) -> Iterator[Episode]:
         """The D4RL maze2d recipe: one never-reset stream, a new random goal each time one is

@@ -10,7 +10,7 @@ from gymnasium.utils.env_checker import check_env
 
 from mstt.agent.core.maze_layout import MazeLayout
 from mstt.agent.worlds import load_config, make_task
-from mstt.agent.worlds.maze import GOAL_RADIUS, MazeTask
+from mstt.agent.worlds.maze import GOAL_CAPTURE, GOAL_RADIUS, MazeTask
 
 VARIANTS = ["source", "t1", "t2", "t3", "umaze", "medium", "large"]
 # Cells that only the top, middle and bottom routes of the three-routes maze pass through.
@@ -172,3 +172,54 @@ def test_outside_marks_points_off_the_map_and_in_walls(configs) -> None:
     assert task.outside(np.stack([free, wall, blocked, off_map])).tolist() == [False, True, True, True]
     source = make_task(load_config(configs / "maze/source.yaml"))
     assert not source.outside(blocked[None]).any()  # the blocked cell is free in the source world
+
+
+def _plan_along_row(obs: np.ndarray, y: float, horizon: int = 16, speed: float = 0.04) -> np.ndarray:
+    """(1, H, 4) a plan heading east along the line at height y, at `speed` units per step, from the body's x."""
+    steps = np.arange(horizon)
+    dt = 0.01  # POINT_DT
+    return np.stack(
+        [obs[0] + speed * steps, np.full(horizon, y), np.full(horizon, speed / dt), np.zeros(horizon)], axis=1
+    )[None]
+
+
+@pytest.mark.parametrize("capture", [False, True])
+def test_track_plan_brakes_onto_a_goal_the_plan_passes_just_outside_its_radius(configs: Path, capture: bool) -> None:
+    """In T1's top corridor a plan runs east 0.3 below the middle; the goal lies 0.2 above it, so the plan passes it
+    0.5 away, outside GOAL_RADIUS. Tracking the plan's next state walks past; track_plan stops on the goal."""
+    task = _task(configs, "t1")
+    env = task.make_env()
+    try:
+        obs, _ = env.reset(seed=0, options={"reset_cell": np.array([1, 2]), "goal_cell": np.array([1, 5])})
+        corridor_y = task.layout.cell_to_xy((1, 5))[1]
+        goal = task.layout.cell_to_xy((1, 5)) + np.array([0.0, 0.2])
+        env.unwrapped.goal = goal.copy()  # PointMaze draws the goal off the cell's centre; put it where the test says
+        state, reached = obs["observation"], False
+        for _ in range(150):
+            plan = _plan_along_row(state, corridor_y - 0.3)
+            k = np.zeros(1, dtype=int)
+            if capture:
+                action = task.track_plan(state[None], plan, k, goal[None])[0]
+            else:
+                action = task.track(state[None], plan[:, 1], plan[:, 0, :2])[0]
+            obs, reward, *_ = env.step(action)
+            state = obs["observation"]
+            reached = reached or reward > 0
+    finally:
+        env.close()
+    assert reached == capture
+    if capture:
+        assert np.linalg.norm(state[:2] - goal) < GOAL_RADIUS
+
+
+def test_track_plan_follows_the_plan_away_from_the_goal(configs: Path) -> None:
+    """Beyond GOAL_CAPTURE the plan's tracker is unchanged; within it, the body heads for the goal and brakes."""
+    task = _task(configs, "t1")
+    state = np.array([[0.0, 4.0, 1.0, 0.0], [0.0, 4.0, 1.0, 0.0]])
+    plan = np.concatenate([_plan_along_row(state[0], 3.7), _plan_along_row(state[1], 3.7)])
+    k = np.zeros(2, dtype=int)
+    goals = np.array([[0.0, 4.0 + GOAL_CAPTURE + 0.1], [0.0, 4.0 + GOAL_CAPTURE - 0.1]])
+    actions = task.track_plan(state, plan, k, goals)
+    np.testing.assert_array_equal(actions[0], task.track(state[:1], plan[:1, 1], plan[:1, 0, :2])[0])
+    assert actions[0, 0] > 0  # the plan drives east
+    assert actions[1, 1] > 0.9 and actions[1, 0] < 0  # up to the goal, braking the eastward speed
