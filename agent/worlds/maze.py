@@ -289,17 +289,16 @@ class MazeTask:
 
     def track_plan(self, obs: np.ndarray, plan: np.ndarray, k: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """(E, 4) observations, (E, H, 4) planned states, (E,) plan steps executed and (E, 2) goals -> (E, 2) actions:
-        ``track`` towards the plan's state k + 1, except within GOAL_CAPTURE of the goal, where the PD law brakes onto
-        the goal itself. Skills end where the data's windows end, not on a goal drawn off the corridor's middle: a
-        plan that passes it just outside GOAL_RADIUS carries the body past it, and the next plans follow the demo on
-        (results/demo-follow/goal-capture/COMMAND.md)."""
+        ``track`` towards the plan's state k + 1, except within GOAL_CAPTURE of the goal, where it tracks a state at
+        rest on the goal itself. Skills end where the data's windows end, not on a goal drawn off the corridor's
+        middle: a plan that passes it just outside GOAL_RADIUS carries the body past it, and the next plans follow the
+        demo on (results/demo-follow/goal-capture/COMMAND.md)."""
         rows = np.arange(len(obs))
-        action = self.track(obs, plan[rows, k + 1], np.zeros((len(obs), 2)))
-        pos, vel = obs[:, :2], obs[:, 2:4]
-        offset = np.asarray(goal, dtype=float)[:, :2] - pos
-        near = np.linalg.norm(offset, axis=1) <= GOAL_CAPTURE
-        onto_goal = np.clip(P_GAIN * offset + D_GAIN * vel, -1.0, 1.0)
-        return np.where(near[:, None], onto_goal, action)
+        goal = np.asarray(goal, dtype=float)[:, :2]
+        near = np.linalg.norm(goal - obs[:, :2], axis=1) <= GOAL_CAPTURE
+        at_rest_on_goal = np.concatenate([goal, np.zeros_like(goal)], axis=1)
+        target = np.where(near[:, None], at_rest_on_goal, plan[rows, k + 1])
+        return self.track(obs, target, np.zeros((len(obs), 2)))
 
     def source_episodes(self, transitions: int, seed: int) -> Iterator[Episode]:
         """The D4RL maze2d recipe: one never-reset stream, a new random goal each time one is

@@ -10,7 +10,7 @@ from gymnasium.utils.env_checker import check_env
 
 from mstt.agent.core.maze_layout import MazeLayout
 from mstt.agent.worlds import load_config, make_task
-from mstt.agent.worlds.maze import GOAL_CAPTURE, GOAL_RADIUS, MazeTask
+from mstt.agent.worlds.maze import GOAL_CAPTURE, GOAL_RADIUS, POINT_DT, MazeTask
 
 VARIANTS = ["source", "t1", "t2", "t3", "umaze", "medium", "large"]
 # Cells that only the top, middle and bottom routes of the three-routes maze pass through.
@@ -177,9 +177,8 @@ def test_outside_marks_points_off_the_map_and_in_walls(configs) -> None:
 def _plan_along_row(obs: np.ndarray, y: float, horizon: int = 16, speed: float = 0.04) -> np.ndarray:
     """(1, H, 4) a plan heading east along the line at height y, at `speed` units per step, from the body's x."""
     steps = np.arange(horizon)
-    dt = 0.01  # POINT_DT
     return np.stack(
-        [obs[0] + speed * steps, np.full(horizon, y), np.full(horizon, speed / dt), np.zeros(horizon)], axis=1
+        [obs[0] + speed * steps, np.full(horizon, y), np.full(horizon, speed / POINT_DT), np.zeros(horizon)], axis=1
     )[None]
 
 
