@@ -3,6 +3,8 @@
 # results/demo-follow/*.json, on the seed-0 models of configs/maze/mstt.yaml and configs/fetch/mstt.yaml.
 #   mstt train configs/maze/mstt.yaml --run runs/maze ; mstt train configs/fetch/mstt.yaml --run runs/fetch
 # Usage: results/demo-follow/run.sh [maze-clean|maze-corrupt|fetch]   (from the repository root)
+# The fetch-corrupt-*.json files here were measured with Fetch's demo match at 1.5 cm, the default before 8ee8756;
+# fetch-clean.json and fetch-match-0.0075/ (its COMMAND.md) at the current 0.75 cm.
 set -euo pipefail
 export OMP_NUM_THREADS=1
 out=results/demo-follow
