@@ -51,8 +51,15 @@ class MaskInferenceConfig:
     """Std (world units) of each copy's constant position offset. 0.3 leaked 2-20 % on PointMaze."""
     seed: int = 0
     """Seed of the augmentation."""
+    use_timestamps: bool = True
+    """Resample a demo that carries timestamps at its own pace (positions every ``dt`` of its time) rather than by
+    arc length at the data's step. False reads the route's geometry only: a demonstrator who hurries and dawdles then
+    gives the windows of one who walks at the data's pace (a drawn or VLM-made route carries no timestamps and is
+    always read by arc length)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.use_timestamps, bool):
+            raise ValueError(f"MaskInferenceConfig.use_timestamps must be true or false, got {self.use_timestamps!r}")
         if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
             raise ValueError(f"MaskInferenceConfig.stride must be a positive integer, got {self.stride!r}")
         if isinstance(self.n_augment, bool) or not isinstance(self.n_augment, int) or self.n_augment < 0:
@@ -136,7 +143,8 @@ def infer_mask(
         tokenizer: a trained tokenizer.
         config: stride and augmentation.
         step_length: the data's typical per-step displacement, in world units.
-        timestamps: (K,) demo times, for time resampling together with ``dt``.
+        timestamps: (K,) demo times, for time resampling together with ``dt`` (ignored unless
+            ``config.use_timestamps``).
         dt: the data's control period.
 
     Returns:
@@ -147,6 +155,8 @@ def infer_mask(
         raise ValueError(
             f"demo points must have shape (K, {tokenizer.pos_dim}) to match the tokenizer, got {points.shape}"
         )
+    if not config.use_timestamps:
+        timestamps, dt = None, None
     path = resample_path(points, step_length, timestamps=timestamps, dt=dt)  # (T, P)
     demo_windows = position_windows(path, tokenizer.horizon, config.stride)  # (N, H, P)
     if demo_windows.shape[0] == 0:

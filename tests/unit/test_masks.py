@@ -132,6 +132,26 @@ def test_timed_demo_at_another_rate_gives_the_same_route(corridors) -> None:
     assert mask[torch.as_tensor(middle_tokens(model, episodes, routes, 0))].float().mean() <= 0.05
 
 
+def test_a_demo_read_without_its_timestamps_ignores_its_pace(corridors) -> None:
+    """use_timestamps=False: a demo whose pace drifts gives the windows, and so the mask, of the same route walked at
+    the data's pace; read at its own pace, its windows differ."""
+    model, _, _ = corridors
+    dense = resample_path(route_polyline(1), STEP)
+    steps = np.exp(np.sin(np.linspace(0.0, 2 * np.pi, len(dense) - 1)))  # hurries, then dawdles
+    warped = np.concatenate([[0.0], np.cumsum(steps)]) * 0.05
+    geometry = MaskInferenceConfig(augment=False, use_timestamps=False)
+    plain, plain_report = infer_mask(dense, model, geometry, step_length=STEP)
+    unpaced, unpaced_report = infer_mask(dense, model, geometry, step_length=STEP, timestamps=warped, dt=0.05)
+    assert torch.equal(plain, unpaced)
+    assert torch.equal(plain_report.demo_windows.windows, unpaced_report.demo_windows.windows)
+    _, paced_report = infer_mask(
+        dense, model, MaskInferenceConfig(augment=False), step_length=STEP, timestamps=warped, dt=0.05
+    )
+    assert paced_report.demo_windows.windows.shape != plain_report.demo_windows.windows.shape or not torch.allclose(
+        paced_report.demo_windows.windows, plain_report.demo_windows.windows
+    )
+
+
 def test_demo_far_from_the_data_is_flagged(corridors) -> None:
     model, _, _ = corridors
     _, report = infer_mask(route_polyline(0) + 50.0, model, MaskInferenceConfig(augment=False), step_length=STEP)
@@ -156,7 +176,14 @@ def test_token_sequence_follows_the_path(corridors) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("stride", 0), ("n_augment", -1), ("time_warp", (1.2, 0.4)), ("time_warp", (0.0, 1.0)), ("offset_sigma", -0.1)],
+    [
+        ("stride", 0),
+        ("n_augment", -1),
+        ("time_warp", (1.2, 0.4)),
+        ("time_warp", (0.0, 1.0)),
+        ("offset_sigma", -0.1),
+        ("use_timestamps", "no"),
+    ],
 )
 def test_mask_config_rejects_invalid_values(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
