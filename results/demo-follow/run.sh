@@ -5,6 +5,9 @@
 # Usage: results/demo-follow/run.sh [maze-clean|maze-corrupt|fetch]   (from the repository root)
 # The fetch-corrupt-*.json files here were measured with Fetch's demo match at 1.5 cm, the default before 8ee8756;
 # fetch-clean.json and fetch-match-0.0075/ (its COMMAND.md) at the current 0.75 cm.
+# The maze files here were measured with the demos read at their own pace (their timestamps); the maze reads them by
+# arc length since mask.use_timestamps: false (demo-timing/), so add --set mask.use_timestamps=true to reproduce them.
+# The corrupted maze demos at 100 episodes with mask_only: maze-corrupt-100/ (its COMMAND.md).
 set -euo pipefail
 export OMP_NUM_THREADS=1
 out=results/demo-follow
