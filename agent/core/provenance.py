@@ -69,6 +69,24 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
+NUMERIC_LIBRARIES = (
+    "vector-quantize-pytorch", "torch-einops-utils", "diffusers", "numpy", "mujoco", "gymnasium-robotics",
+)
+"""Distributions besides torch whose version can change a run's numbers (vector-quantize-pytorch 1.34.1 trains another
+tokenizer than 1.32.0 from the same seed)."""
+
+
+def library_versions() -> dict[str, str | None]:
+    """The installed version of each of ``NUMERIC_LIBRARIES`` (None where one is not installed)."""
+    versions: dict[str, str | None] = {}
+    for name in NUMERIC_LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
 def host_kind() -> dict[str, Any]:
     """What kind of machine ran it, never which one: architecture, CPU model and count, GPU name (no hostname)."""
     return {
@@ -79,6 +97,7 @@ def host_kind() -> dict[str, Any]:
         "system": platform.system(),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
 
@@ -115,4 +134,5 @@ def provenance(
         "torch_threads": torch.get_num_threads(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": host_kind(),
+        "libraries": library_versions(),
     }

@@ -9,13 +9,15 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+import torch
 
 import mstt.agent.core.provenance as provenance_module
 from mstt.agent.cli import main
-from mstt.agent.core.provenance import git_state, portable_strings, provenance
+from mstt.agent.core.provenance import NUMERIC_LIBRARIES, git_state, portable_strings, provenance
 
 from repo_paths import CONFIGS, ROOT
 from result_checks import absolute_paths, provenance_problems
@@ -34,6 +36,13 @@ def test_the_block_has_every_field() -> None:
     assert provenance_problems({"provenance": block}) == []
     assert block["seeds"] == {"experiment": 0, "eval": 3} and block["device"] == "cpu"
     assert block["torch_threads"] >= 1 and block["host"]["cpu_count"] >= 1
+    assert block["host"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_the_block_names_the_libraries_that_shape_the_numbers() -> None:
+    libraries = provenance({}, {}, None)["libraries"]
+    assert set(libraries) == set(NUMERIC_LIBRARIES)
+    assert libraries["vector-quantize-pytorch"] == version("vector-quantize-pytorch")
 
 
 def test_the_host_is_a_kind_not_a_name() -> None:
