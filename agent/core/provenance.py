@@ -27,12 +27,17 @@ GIT_TIMEOUT_S = 5.0
 CPUINFO = Path("/proc/cpuinfo")
 
 
-def package_version() -> str | None:
-    """The installed version of the package (None when it is not installed, e.g. run from a bare source tree)."""
+def installed_version(distribution: str) -> str | None:
+    """The installed version of ``distribution`` (None when it is not installed)."""
     try:
-        return version(PACKAGE)
+        return version(distribution)
     except PackageNotFoundError:
         return None
+
+
+def package_version() -> str | None:
+    """The installed version of the package (None when it is not installed, e.g. run from a bare source tree)."""
+    return installed_version(PACKAGE)
 
 
 def _git(folder: Path, *args: str) -> str | None:
@@ -78,13 +83,7 @@ tokenizer than 1.32.0 from the same seed)."""
 
 def library_versions() -> dict[str, str | None]:
     """The installed version of each of ``NUMERIC_LIBRARIES`` (None where one is not installed)."""
-    versions: dict[str, str | None] = {}
-    for name in NUMERIC_LIBRARIES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return {name: installed_version(name) for name in NUMERIC_LIBRARIES}
 
 
 def host_kind() -> dict[str, Any]:
