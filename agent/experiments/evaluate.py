@@ -95,7 +95,8 @@ def evaluate_transfer(
     before it is checked and used. ``video``: a folder for videos of the first ``video_episodes`` episodes of every
     variant and method, VARIANT-METHOD-epN.gif (episode N, 0-based, is reset with seed eval.seed + N), drawn from the
     task's camera with the demo's route and the agent's plan over the frame; the episodes are the same with and
-    without them."""
+    without them. The provenance block is taken once the models are loaded, before the first episode: it names the
+    checkout the code was loaded from, even if the checkout changes during a long evaluation."""
     config = experiment.config
     settings = config.eval
     episodes = episodes or settings.episodes
@@ -117,6 +118,7 @@ def evaluate_transfer(
     check_pixel_stage(experiment, run, models, observation)
     pose_filter = config.localizer.filter if config.localizer is not None else PoseFilter()
     device = models.generator.device
+    started = experiment_provenance(experiment, str(device))
     horizon = models.tokenizer.horizon
     num_skills = models.tokenizer.codebook_size
     replan_every = settings.replan_every or horizon
@@ -262,7 +264,7 @@ def evaluate_transfer(
         "corruption": None if corruption is None else str(corruption),
         "variants": results,
         "demos": demos,
-        "provenance": experiment_provenance(experiment, str(device)),
+        "provenance": started,
     }
     if json_path is not None:
         write_json_atomic(output, json_path)

@@ -7,6 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+import mstt.agent.core.provenance as provenance_module
+import mstt.agent.experiments.evaluate as evaluate_module
 from mstt.agent.cli import main
 
 from result_checks import absolute_paths, provenance_problems
@@ -49,3 +53,25 @@ def test_bench_plan_and_tokens_json(tiny_run: tuple[Path, Path], tmp_path: Path)
     assert main(["bench", "tokens", str(experiment), "--run", str(run), "--episodes", "1",
                  "--json", str(tmp_path / "tokens.json")]) == 0  # fmt: skip
     assert _written(tmp_path / "tokens.json")["provenance"]["config"]["bench"] == "tokens"
+
+
+def test_eval_json_names_the_checkout_it_started_from(
+    tiny_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkout that changes while the episodes run (a long evaluation beside other work) does not change the
+    provenance: it is read before the first episode."""
+    experiment, run = tiny_run
+    state = {"dirty": False}
+    monkeypatch.setattr(provenance_module, "git_state", lambda folder: {"commit": "0" * 40, "dirty": state["dirty"]})
+    play = evaluate_module.rollout
+
+    def rollout_then_edit(*args, **kwargs):
+        outcomes = play(*args, **kwargs)
+        state["dirty"] = True  # someone edits the checkout mid-evaluation
+        return outcomes
+
+    monkeypatch.setattr(evaluate_module, "rollout", rollout_then_edit)
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(experiment), "--run", str(run), "--episodes", "1", "--methods", "bc", "--json", str(out),
+                 "--quiet"]) == 0  # fmt: skip
+    assert state["dirty"] and _written(out)["provenance"]["git"] == {"commit": "0" * 40, "dirty": False}
