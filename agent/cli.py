@@ -34,7 +34,7 @@ from mstt.agent.core.config import (  # noqa: E402
 )
 from mstt.agent.core.demo import Demo
 from mstt.agent.core.io import UnwritablePathError, check_writable, write_json_atomic  # noqa: E402
-from mstt.agent.core.provenance import provenance
+from mstt.agent.core.provenance import pin_git_state, provenance
 from mstt.agent.experiments.agent_loop import run_instruction
 from mstt.agent.experiments.bench import (
     bench_provenance,
@@ -523,6 +523,7 @@ def _theory(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], None] = args.func
+    pin_git_state()  # a result names the code this process loaded, even if the checkout changes while it runs
     try:
         _resolve_input_files(args)
         _resolve_run(args)

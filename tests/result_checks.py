@@ -1,9 +1,10 @@
 """What every result JSON must hold, checked the same way in the integration and e2e layers: a provenance block with
-every field (agent/core/provenance.py), and no absolute path of the machine that wrote it."""
+every field (agent/core/provenance.py), no absolute path of the machine that wrote it, and the checkout it names
+unchanged when the tree is edited during the run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 PROVENANCE_KEYS = {"package", "version", "git", "config", "seeds", "device", "torch_threads", "date", "host"}
@@ -50,3 +51,15 @@ def without_date(result: dict[str, Any]) -> dict[str, Any]:
     """``result`` less the one field two runs of the same command differ in: the provenance's date."""
     block = {key: value for key, value in result["provenance"].items() if key != "date"}
     return {**result, "provenance": block}
+
+
+def then_edit_checkout(play: Callable[..., Any], checkout: dict[str, bool]) -> Callable[..., Any]:
+    """``play`` (an episode rollout) that marks a stand-in checkout edited once it returns: someone changes the tree
+    while a long run goes on."""
+
+    def play_then_edit(*args: Any, **kwargs: Any) -> Any:
+        outcomes = play(*args, **kwargs)
+        checkout["dirty"] = True
+        return outcomes
+
+    return play_then_edit

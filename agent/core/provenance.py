@@ -63,6 +63,13 @@ def git_state(folder: Path) -> dict[str, Any] | None:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
+def pin_git_state() -> None:
+    """Ask git now for the state of the checkout that holds the package. `git_state` answers once per folder and
+    process, so every provenance block this process builds afterwards names this state: the code the process loaded,
+    not the checkout as it is when a long run writes its result. The CLI calls it before any command runs."""
+    git_state(PACKAGE_DIR)
+
+
 def _cpu_model() -> str | None:
     """The CPU's model name (Linux: /proc/cpuinfo; elsewhere what the platform module knows)."""
     try:

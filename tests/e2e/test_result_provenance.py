@@ -13,7 +13,7 @@ import mstt.agent.core.provenance as provenance_module
 import mstt.agent.experiments.evaluate as evaluate_module
 from mstt.agent.cli import main
 
-from result_checks import absolute_paths, provenance_problems
+from result_checks import absolute_paths, provenance_problems, then_edit_checkout
 
 
 def _written(path: Path) -> dict:
@@ -63,14 +63,7 @@ def test_eval_json_names_the_checkout_it_started_from(
     experiment, run = tiny_run
     state = {"dirty": False}
     monkeypatch.setattr(provenance_module, "git_state", lambda folder: {"commit": "0" * 40, "dirty": state["dirty"]})
-    play = evaluate_module.rollout
-
-    def rollout_then_edit(*args, **kwargs):
-        outcomes = play(*args, **kwargs)
-        state["dirty"] = True  # someone edits the checkout mid-evaluation
-        return outcomes
-
-    monkeypatch.setattr(evaluate_module, "rollout", rollout_then_edit)
+    monkeypatch.setattr(evaluate_module, "rollout", then_edit_checkout(evaluate_module.rollout, state))
     out = tmp_path / "eval.json"
     assert main(["eval", str(experiment), "--run", str(run), "--episodes", "1", "--methods", "bc", "--json", str(out),
                  "--quiet"]) == 0  # fmt: skip

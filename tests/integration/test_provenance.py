@@ -1,6 +1,7 @@
 """The provenance block of every result JSON (agent/core/provenance.py): its fields, git outside a checkout, and the
-JSONs of `mstt theory`, `mstt bench collect` and `mstt offline` carrying it with no absolute path. The JSONs that
-need a trained transfer run (eval, run, bench plan/tokens) are checked in tests/e2e/test_result_provenance.py."""
+JSONs of `mstt theory`, `mstt bench collect` and `mstt offline` carrying it with no absolute path, and a command naming
+the checkout as it was when the command started. The JSONs that need a trained transfer run (eval, run, bench
+plan/tokens) are checked in tests/e2e/test_result_provenance.py."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ import pytest
 import torch
 
 import mstt.agent.core.provenance as provenance_module
+import mstt.agent.experiments.offline as offline_module
 from mstt.agent.cli import main
 from mstt.agent.core.provenance import NUMERIC_LIBRARIES, git_state, portable_strings, provenance
 
 from repo_paths import CONFIGS, ROOT
-from result_checks import absolute_paths, provenance_problems
+from result_checks import absolute_paths, provenance_problems, then_edit_checkout
 
 
 @pytest.fixture
@@ -101,14 +103,35 @@ def test_bench_collect_json(tmp_path: Path) -> None:
     assert result["provenance"]["config"]["settings"]["transitions"] == 200
 
 
-def test_offline_json(tmp_path: Path) -> None:
+def _offline_bc(tmp_path: Path) -> Path:
+    """`mstt offline` of the tiny config, BC alone, one episode; returns its JSON."""
     config = tmp_path / "offline.yaml"
     config.write_text(f"extends: {CONFIGS / 'offline/tiny.yaml'}\nsource: {CONFIGS / 'maze/umaze.yaml'}\n"
                       f"data: {{root: {tmp_path / 'data'}, transitions: 3000}}\n")  # fmt: skip
     out = tmp_path / "offline.json"
     assert main(["offline", str(config), "--run", str(tmp_path / "run"), "--methods", "bc", "--episodes", "1",
                  "--json", str(out), "--quiet"]) == 0  # fmt: skip
-    result = _written(out)
+    return out
+
+
+def test_offline_json(tmp_path: Path) -> None:
+    result = _written(_offline_bc(tmp_path))
     block = result["provenance"]
     assert block["config"]["experiment"]["bc"]["steps"] == 30 and block["device"] == "cpu"
     assert block["seeds"] == {"experiment": 0, "eval": 0}
+
+
+@pytest.mark.usefixtures("fresh_git_cache")
+def test_a_command_names_the_checkout_it_started_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mstt offline` writes its JSON after training and evaluating; a checkout edited meanwhile (a long run beside
+    other work) does not change the provenance, which names the code the process loaded."""
+    state = {"dirty": False}
+
+    def stand_in_git(folder: Path, *args: str) -> str | None:
+        answers = {"rev-parse": "1" * 40, "check-ignore": None, "status": " M agent/cli.py" if state["dirty"] else ""}
+        return answers[args[0]]
+
+    monkeypatch.setattr(provenance_module, "_git", stand_in_git)
+    monkeypatch.setattr(offline_module, "rollout", then_edit_checkout(offline_module.rollout, state))
+    result = _written(_offline_bc(tmp_path))
+    assert state["dirty"] and result["provenance"]["git"] == {"commit": "1" * 40, "dirty": False}
