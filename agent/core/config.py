@@ -14,6 +14,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import torch
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
@@ -149,6 +150,15 @@ class Zone(_Strict):
                     f"[{FETCH_WORKSPACE_LOW[axis]}, {FETCH_WORKSPACE_HIGH[axis]}]"
                 )
         return self
+
+    def depth(self, points: np.ndarray) -> np.ndarray:
+        """(..., 3) positions -> (...,) signed depth: inside the box or on its face, the distance to its nearest face
+        (>= 0); outside, minus the distance to the box. ``depth >= 0`` is "in the zone"."""
+        points = np.asarray(points, dtype=float)
+        low, high = np.asarray(self.low), np.asarray(self.high)
+        inside = np.minimum(points - low, high - points).min(axis=-1)
+        outside = np.linalg.norm(np.maximum(0.0, np.maximum(low - points, points - high)), axis=-1)
+        return np.where(inside >= 0, inside, -outside)
 
 
 class FetchConfig(_Strict):

@@ -69,9 +69,7 @@ def validate_fetch_config(config: FetchConfig) -> None:
 
 
 def in_zones(position: np.ndarray, zones: Sequence[Zone]) -> bool:
-    return any(
-        all(lo <= p <= hi for p, lo, hi in zip(position, zone.low, zone.high)) for zone in zones
-    )
+    return any(bool(zone.depth(position) >= 0) for zone in zones)
 
 
 class ForbiddenZones(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -212,7 +210,7 @@ class FetchTask:
     def violation(self, positions: np.ndarray) -> np.ndarray:
         inside = np.zeros(positions.shape[:-1], dtype=bool)
         for zone in self.config.zones:
-            inside |= np.all((positions >= zone.low) & (positions <= zone.high), axis=-1)
+            inside |= zone.depth(positions) >= 0
         return inside
 
     def outside(self, positions: np.ndarray) -> np.ndarray:
@@ -235,11 +233,9 @@ class FetchTask:
             samples = segment_samples(points[i - 1], points[i], SEGMENT_RESOLUTION_FETCH)
             where = f"segment {i - 1}->{i} from {points[i - 1].round(3).tolist()} to {points[i].round(3).tolist()}"
             for z, zone in enumerate(self.config.zones):
-                low, high = np.asarray(zone.low), np.asarray(zone.high)
-                inside = np.all((samples >= low) & (samples <= high), axis=1)
-                if not inside.any():
+                depth = float(zone.depth(samples).max())
+                if depth < 0:
                     continue
-                depth = float(np.minimum(samples[inside] - low, high - samples[inside]).min(axis=1).max())
                 if depth > limit:
                     return PathCheck(
                         refusal=f"{where} passes {100 * depth:.1f} cm deep through zone {z} "

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from mstt.agent.core.config import Zone
 from mstt.agent.worlds import load_config, make_task
 from mstt.agent.worlds.fetch import (
     ACTION_STEP,
@@ -61,6 +62,23 @@ def test_straight_motion_enters_the_zone_and_is_reported(configs: Path) -> None:
         assert info["failed"] and info["episode_cost"] == sum(entered) > 0
     finally:
         env.close()
+
+
+def test_zone_depth_is_signed_and_its_sign_is_the_closed_box() -> None:
+    zone = Zone(low=(1.2, 0.6, 0.4), high=(1.4, 0.9, 0.5))
+    points = np.array([
+        [1.25, 0.75, 0.45],  # inside: 5 cm from the x=1.2 face, 5 cm from both z faces
+        [1.3, 0.9, 0.45],  # on the y=0.9 face
+        [1.3, 0.75, 0.53],  # 3 cm above the top
+        [1.1, 1.0, 0.45],  # 10 cm out on x and on y: off a vertical edge
+    ])  # fmt: skip
+    np.testing.assert_allclose(zone.depth(points), [0.05, 0.0, -0.03, -np.hypot(0.1, 0.1)], atol=1e-12)
+    rng = np.random.default_rng(0)
+    cloud = rng.uniform([1.1, 0.5, 0.3], [1.5, 1.0, 0.6], size=(5000, 3)).round(2)  # many on faces
+    closed = np.all((cloud >= zone.low) & (cloud <= zone.high), axis=-1)
+    assert closed.any() and not closed.all()
+    np.testing.assert_array_equal(zone.depth(cloud) >= 0, closed)
+    assert zone.depth(cloud).shape == (5000,) and zone.depth(cloud.reshape(50, 100, 3)).shape == (50, 100)
 
 
 def test_scripted_demo_detours_and_reaches_goal(configs: Path) -> None:

@@ -1,7 +1,7 @@
 """How deep each Fetch episode's gripper path goes into the forbidden zone, and where (issue 19's diagnosis of the
 straight-chord demos). Runs ``mstt eval`` with every episode's path recorded and writes, beside the eval JSON, the
-signed distance of each path's deepest point to the zone: positive inside (the depth to the nearest face), negative
-outside (the distance to the box).
+signed distance of each path's deepest point to the zone (`Zone.depth`): positive inside (the depth to the nearest
+face), negative outside (the distance to the box).
 
     python results/demo-follow/zone-margins/margins.py DEMO METHOD EPISODES   # DEMO: clean or a corruption
 """
@@ -13,21 +13,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 import mstt.agent.experiments.evaluate as evaluate
 from mstt.agent.cli import main
+from mstt.agent.worlds import load_config
 from mstt.skills.windows import arc_lengths, points_at_arc
 
 HERE = Path(__file__).parent
 CONFIG, ZONE_CONFIG, RUN = "configs/fetch/mstt.yaml", "configs/fetch/zone.yaml", "runs/fetch"
-
-
-def signed_depth(points: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """(T, 3) positions -> (T,) depth inside the box (> 0) or minus the distance to it (<= 0)."""
-    inside = np.minimum(points - low, high - points).min(axis=-1)
-    outside = np.linalg.norm(np.maximum(0.0, np.maximum(low - points, points - high)), axis=-1)
-    return np.where(inside > 0, inside, -outside)
 
 
 def run(demo: str, method: str, episodes: int) -> dict:
@@ -49,9 +42,8 @@ def run(demo: str, method: str, episodes: int) -> dict:
     out = HERE / f"fetch-{demo}-{method}.json"
     args = ["eval", CONFIG, "--run", RUN, "--episodes", str(episodes), "--methods", method, "--quiet", "--json", str(out)]
     main(args + ([] if demo == "clean" else ["--corrupt", demo]))
-    (zone,) = yaml.safe_load(Path(ZONE_CONFIG).read_text())["zones"]
-    low, high = np.asarray(zone["low"]), np.asarray(zone["high"])
-    depth = [signed_depth(p, low, high) for p in paths]
+    (zone,) = load_config(ZONE_CONFIG).zones
+    depth = [zone.depth(p) for p in paths]
     deepest = np.array([d.max() for d in depth])
     where = np.array([p[d.argmax()] for p, d in zip(paths, depth)])
     route = routes[-1]
@@ -60,7 +52,7 @@ def run(demo: str, method: str, episodes: int) -> dict:
         "demo": demo, "method": method, "episodes": len(paths), "entered": float(np.mean(deepest > 0)),
         "deepest_cm": {"median": 100 * float(np.median(deepest)), "min": 100 * float(deepest.min()),
                        "max": 100 * float(deepest.max())},
-        "demo_deepest_cm": 100 * float(signed_depth(dense, low, high).max()),
+        "demo_deepest_cm": 100 * float(zone.depth(dense).max()),
         "entry_points": where[deepest > 0].round(3).tolist(),
     }  # fmt: skip
 
