@@ -34,6 +34,9 @@ FETCH_WORKSPACE_HIGH: Vec3 = (1.60, 1.10, 0.90)
 
 DEMO_FIELDS = frozenset({"world", "reversible", "demo_clip_depth"})
 """Fields that say how a variant reads a demo, not how source data is made: they never enter a run's fingerprint."""
+TARGET_FIELDS = frozenset({"start_jitter"})
+"""Fields only a target variant may set (how its episodes start): a source variant keeps the default, so they never
+enter a run's fingerprint either."""
 
 
 MAX_STEPS = 100_000_000
@@ -180,8 +183,17 @@ class FetchConfig(_Strict):
     demo walked the other way."""
     demo_clip_depth: Annotated[float, Field(ge=0, lt=0.05)] = 0.01
     """How deep (metres) a demo may graze a zone's edge and still be accepted, with a warning."""
+    start_jitter: Annotated[float, Field(ge=0, le=0.05)] = 0.0
+    """Half-width (metres) of the box around FetchReach's home pose that each episode's gripper starts from, drawn
+    from the reset seed, outside every zone (target variants only; 0: every episode starts at the home pose)."""
     dataset: FetchDatasetConfig = FetchDatasetConfig()
     render: RenderConfig = RenderConfig()
+
+    @model_validator(mode="after")
+    def _check_start(self) -> FetchConfig:
+        if self.role == "source" and self.start_jitter:
+            raise ValueError("start_jitter applies to target variants: source data starts at the home pose")
+        return self
 
     @model_validator(mode="after")
     def _check_goal(self) -> FetchConfig:

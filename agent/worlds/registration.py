@@ -45,6 +45,7 @@ SHIPPED_VARIANTS = (
     "maze/tasks/t3_mid_start.yaml",
     "fetch/source.yaml",
     "fetch/zone.yaml",
+    "fetch/zone_random_start.yaml",
     "house/source.yaml",
     "house/blocked.yaml",
     "house/zone.yaml",

@@ -26,7 +26,7 @@ def _task(configs: Path, variant: str) -> FetchTask:
     return task
 
 
-@pytest.mark.parametrize("variant", ["source", "zone"])
+@pytest.mark.parametrize("variant", ["source", "zone", "zone_random_start"])
 def test_check_env(configs: Path, variant: str) -> None:
     env = _task(configs, variant).make_env()
     try:
@@ -44,6 +44,33 @@ def test_fixed_goal_is_pinned(configs: Path) -> None:
             np.testing.assert_allclose(obs["desired_goal"], task.config.goal)
     finally:
         env.close()
+
+
+def test_random_starts_are_drawn_near_home_at_rest_and_cost_no_episode_step(configs: Path) -> None:
+    home = _task(configs, "zone").make_env()
+    task = _task(configs, "zone_random_start")
+    env = task.make_env()
+    jitter = task.config.start_jitter
+    try:
+        origin = home.reset(seed=0)[0]["achieved_goal"]
+        starts = []
+        for seed in range(8):
+            obs, info = env.reset(seed=seed)
+            starts.append(obs["achieved_goal"])
+            assert np.abs(obs["achieved_goal"] - origin).max() <= jitter + 0.002  # within 2 mm of the drawn point
+            assert np.abs(obs["observation"][5:8]).max() < 1e-3  # the gripper is at rest
+            assert not info["in_zone"] and not info["failed"] and info["episode_cost"] == 0
+            np.testing.assert_allclose(obs["desired_goal"], task.config.goal)
+        assert np.linalg.norm(np.diff(starts, axis=0), axis=1).min() > 1e-3  # a start of its own each seed
+        np.testing.assert_array_equal(env.reset(seed=3)[0]["achieved_goal"], starts[3])  # the seed decides it
+        truncated, steps = False, 0
+        while not truncated:
+            _, _, _, truncated, _ = env.step(np.zeros(4))
+            steps += 1
+        assert steps == task.config.episode_steps
+    finally:
+        env.close()
+        home.close()
 
 
 def test_straight_motion_enters_the_zone_and_is_reported(configs: Path) -> None:

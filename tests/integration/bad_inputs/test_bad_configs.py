@@ -85,6 +85,23 @@ def test_non_utf8_file_is_named(configs: Path, tmp_path: Path, capsys: pytest.Ca
     _refused(capsys, ["demo-make", str(path), "--out", str(tmp_path / "d.json")], str(path), "UTF-8", "0xe9")
 
 
+@pytest.mark.parametrize(
+    ("extends", "body", "expected"),
+    [
+        ("fetch/source.yaml", "start_jitter: 0.02\n", "start_jitter applies to target variants"),
+        ("fetch/zone.yaml", "start_jitter: 0.2\n", "start_jitter"),  # past the 5 cm bound
+        ("fetch/zone.yaml", "start_jitter: -0.01\n", "start_jitter"),
+    ],
+)
+def test_fetch_start_jitter_is_a_small_target_only_box(
+    configs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extends: str, body: str, expected: str
+) -> None:
+    path = tmp_path / "jitter.yaml"
+    path.write_text(f"extends: {configs / extends}\n{body}")
+    _refused(capsys, ["demo-make", str(path), "--out", str(tmp_path / "d.json")], str(path), expected)
+    assert not (tmp_path / "d.json").exists()
+
+
 @pytest.mark.parametrize(("variant", "steps"), [("maze/t1.yaml", 5), ("fetch/zone.yaml", 3)])
 def test_episode_too_short_for_the_scripted_expert(
     configs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], variant: str, steps: int
