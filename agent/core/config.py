@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -34,9 +34,6 @@ FETCH_WORKSPACE_HIGH: Vec3 = (1.60, 1.10, 0.90)
 
 DEMO_FIELDS = frozenset({"world", "reversible", "demo_clip_depth"})
 """Fields that say how a variant reads a demo, not how source data is made: they never enter a run's fingerprint."""
-TARGET_FIELDS = frozenset({"start_jitter"})
-"""Fields only a target variant may set (how its episodes start): a source variant keeps the default, so they never
-enter a run's fingerprint either."""
 
 
 MAX_STEPS = 100_000_000
@@ -167,6 +164,10 @@ class Zone(_Strict):
 class FetchConfig(_Strict):
     """One FetchReach variant: a fixed goal and the forbidden zones of this world."""
 
+    target_fields: ClassVar[frozenset[str]] = frozenset({"start", "start_jitter"})
+    """Fields only a target variant may set (where its episodes start): a source keeps their defaults, so they never
+    enter a run's fingerprint (a run folder trained before they existed keeps its own)."""
+
     task: Literal["fetch"]
     name: str
     variant: str
@@ -183,16 +184,26 @@ class FetchConfig(_Strict):
     demo walked the other way."""
     demo_clip_depth: Annotated[float, Field(ge=0, lt=0.05)] = 0.01
     """How deep (metres) a demo may graze a zone's edge and still be accepted, with a warning."""
+    start: Vec3 | None = None
+    """Where each episode's gripper starts (metres), carried there from FetchReach's home pose inside reset (target
+    variants only; None: the home pose)."""
     start_jitter: Annotated[float, Field(ge=0, le=0.05)] = 0.0
-    """Half-width (metres) of the box around FetchReach's home pose that each episode's gripper starts from, drawn
-    from the reset seed, outside every zone (target variants only; 0: every episode starts at the home pose)."""
+    """Half-width (metres) of the box around the start that each episode's gripper starts from, drawn from the reset
+    seed, outside every zone (target variants only; 0: every episode starts at the start)."""
     dataset: FetchDatasetConfig = FetchDatasetConfig()
     render: RenderConfig = RenderConfig()
 
     @model_validator(mode="after")
     def _check_start(self) -> FetchConfig:
-        if self.role == "source" and self.start_jitter:
-            raise ValueError("start_jitter applies to target variants: source data starts at the home pose")
+        if self.role == "source" and (self.start is not None or self.start_jitter):
+            raise ValueError("start and start_jitter apply to target variants: source data starts at the home pose")
+        if self.start is not None:
+            for axis, value in enumerate(self.start):
+                if not FETCH_WORKSPACE_LOW[axis] <= value <= FETCH_WORKSPACE_HIGH[axis]:
+                    raise ValueError(f"start[{axis}]={value} is outside the workspace")
+            for zone in self.zones:
+                if zone.depth(np.asarray(self.start)) >= 0:
+                    raise ValueError(f"start {self.start} lies inside a zone {zone.low}..{zone.high}")
         return self
 
     @model_validator(mode="after")

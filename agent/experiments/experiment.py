@@ -15,7 +15,6 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from mstt.agent.core.config import (
     DEMO_FIELDS,
-    TARGET_FIELDS,
     ConfigError,
     Override,
     Settings,
@@ -210,8 +209,9 @@ class Experiment:
 
     def fingerprint(self) -> str:
         """Hash of everything that shapes training; a run folder refuses a different one."""
+        target_only = getattr(self.source, "target_fields", frozenset())  # Fetch's starts
         relevant = {
-            "source": self.source.model_dump(exclude=set(DEMO_FIELDS | TARGET_FIELDS)),
+            "source": self.source.model_dump(exclude=set(DEMO_FIELDS | target_only)),
             "data": self.config.data.model_dump(),
             "seed": self.config.seed,
             **{k: plain(getattr(self.config, k)) for k in ("tokenizer", "critic", "generator", "bc")},

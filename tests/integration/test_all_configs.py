@@ -43,6 +43,7 @@ BENCHMARK_FINGERPRINTS = {
     "maze/new_tasks.yaml": "0267094070c1babf",  # evaluates the run folders of maze/mstt.yaml
     "fetch/mstt.yaml": "59a2b0af2d4ca5e8",
     "fetch/random_starts.yaml": "59a2b0af2d4ca5e8",  # evaluates the run folders of fetch/mstt.yaml
+    "fetch/new_tasks.yaml": "59a2b0af2d4ca5e8",
 }
 """The run folders behind BENCHMARKS.md were trained under these; another fingerprint makes them all refuse the
 config (`mstt eval` asks to retrain)."""

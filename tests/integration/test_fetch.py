@@ -73,6 +73,20 @@ def test_random_starts_are_drawn_near_home_at_rest_and_cost_no_episode_step(conf
         home.close()
 
 
+@pytest.mark.parametrize("variant", ["tasks/zone_reverse", "tasks/zone_mid_start"])
+def test_a_named_start_is_where_the_episode_starts_at_rest(configs: Path, variant: str) -> None:
+    task = _task(configs, variant)
+    env = task.make_env()
+    try:
+        for seed in range(2):
+            obs, info = env.reset(seed=seed)
+            np.testing.assert_allclose(obs["achieved_goal"], task.config.start, atol=0.002)
+            assert np.abs(obs["observation"][5:8]).max() < 1e-3 and not info["failed"]
+            np.testing.assert_allclose(obs["desired_goal"], task.config.goal)
+    finally:
+        env.close()
+
+
 def test_straight_motion_enters_the_zone_and_is_reported(configs: Path) -> None:
     task = _task(configs, "zone")
     env = task.make_env()

@@ -88,12 +88,15 @@ def test_non_utf8_file_is_named(configs: Path, tmp_path: Path, capsys: pytest.Ca
 @pytest.mark.parametrize(
     ("extends", "body", "expected"),
     [
-        ("fetch/source.yaml", "start_jitter: 0.02\n", "start_jitter applies to target variants"),
+        ("fetch/source.yaml", "start_jitter: 0.02\n", "apply to target variants"),
+        ("fetch/source.yaml", "start: [1.3, 0.7, 0.5]\n", "apply to target variants"),
+        ("fetch/zone.yaml", "start: [1.3, 0.82, 0.5]\n", "lies inside a zone"),
+        ("fetch/zone.yaml", "start: [1.3, 0.2, 0.5]\n", "start[1]=0.2 is outside the workspace"),
         ("fetch/zone.yaml", "start_jitter: 0.2\n", "start_jitter"),  # past the 5 cm bound
         ("fetch/zone.yaml", "start_jitter: -0.01\n", "start_jitter"),
     ],
 )
-def test_fetch_start_jitter_is_a_small_target_only_box(
+def test_fetch_starts_are_target_only_and_outside_the_zones(
     configs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extends: str, body: str, expected: str
 ) -> None:
     path = tmp_path / "jitter.yaml"
