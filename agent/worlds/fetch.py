@@ -69,7 +69,7 @@ def validate_fetch_config(config: FetchConfig) -> None:
 
 
 def in_zones(position: np.ndarray, zones: Sequence[Zone]) -> bool:
-    return any(bool(zone.depth(position) >= 0) for zone in zones)
+    return any(bool(zone.contains(position)) for zone in zones)
 
 
 START_SETTLE_STEPS = 6
@@ -248,7 +248,7 @@ class FetchTask:
     def violation(self, positions: np.ndarray) -> np.ndarray:
         inside = np.zeros(positions.shape[:-1], dtype=bool)
         for zone in self.config.zones:
-            inside |= zone.depth(positions) >= 0
+            inside |= zone.contains(positions)
         return inside
 
     def outside(self, positions: np.ndarray) -> np.ndarray:
